@@ -1,0 +1,41 @@
+# Two commands do all the setup on a fresh Debian machine with Python 3.11:
+#   make demo   creates .venv, installs, runs the lab on its defaults and prints the summary
+#   make test   installs what the tests need and runs them
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found $(PYTHON))"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { echo "python venv is missing: apt-get install python3-venv"; exit 1; }
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[lab,viz,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tangle lab --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tip_selection.py
+	$(BIN)/python benchmarks/lab_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

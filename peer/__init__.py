@@ -1,0 +1,3 @@
+"""Learning Tangle: decentralized learning on a Tangle ledger."""
+
+__version__ = "0.1.0"

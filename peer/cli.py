@@ -1,0 +1,70 @@
+"""The `tangle` command. Flags come from the settings models (pydantic-settings' CLI), so every setting has
+exactly one definition, one validation and one help text."""
+
+from __future__ import annotations
+
+import sys
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfigDict, SettingsError
+from rich.console import Console
+
+from peer.config import LabSettings, describe_errors
+
+
+class LabCommand(LabSettings):
+    """Run a whole experiment on this machine and write summary.json, metrics.csv, tangle.json and a plot."""
+
+    def cli_cmd(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from peer.lab.report import print_summary, write_outputs
+        from peer.lab.runner import run_lab
+
+        console = Console(stderr=False)
+        columns = (
+            TextColumn("[bold]lab[/] round"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("tangle {task.fields[tangle]}  fedavg {task.fields[fedavg]}  tx {task.fields[tx]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, disable=not self.progress, transient=False) as progress:
+            task = progress.add_task("rounds", total=self.rounds, tangle="-", fedavg="-", tx=0)
+
+            def on_round(record) -> None:  # type: ignore[no-untyped-def]
+                fedavg = "-" if record.fedavg_accuracy is None else f"{record.fedavg_accuracy:.3f}"
+                progress.update(
+                    task,
+                    advance=1,
+                    tangle=f"{record.tangle_accuracy:.3f}",
+                    fedavg=fedavg,
+                    tx=record.transactions,
+                )
+
+            result = run_lab(self, on_round=on_round)
+        paths = write_outputs(result, self.out)
+        print_summary(result, paths, console)
+
+
+class Tangle(BaseSettings):
+    """Learning Tangle: decentralized learning on a Tangle ledger over IPFS."""
+
+    model_config = SettingsConfigDict(cli_prog_name="tangle", cli_kebab_case=True)
+
+    lab: CliSubCommand[LabCommand]
+
+    def cli_cmd(self) -> None:
+        CliApp.run_subcommand(self)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        CliApp.run(Tangle, cli_args=args)
+    except ValidationError as error:
+        print(f"tangle: invalid configuration\n{describe_errors(error, env=False)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as error:
+        print(f"tangle: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

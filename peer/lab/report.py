@@ -1,0 +1,116 @@
+"""The lab's output folder and its end-of-run summary table."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from peer.lab.runner import LabResult
+from peer.lab.worker import author_name
+
+
+def tangle_document(result: LabResult) -> dict[str, Any]:
+    """The tangle in the shape of a peer's `/api/transactions` (the original's: genesis plus nodes)."""
+    malicious = {author_name(i) for i in result.malicious}
+    genesis = result.tangle[0]["id"]
+    nodes = [
+        {
+            "name": tx["id"],
+            "parents": tx["parents"],
+            "peer": tx["author"],
+            "time": int(tx["created"]),  # the lab's logical clock: the round
+            "timeCreated": tx["created"],
+            "weights": tx["weights"],
+            "height": tx["height"],
+            "cumulativeWeight": tx["cumulative_weight"],
+            "accuracy": tx["metrics"].get("accuracy"),
+            "loss": tx["metrics"].get("loss"),
+            "malicious": tx["author"] in malicious,
+        }
+        for tx in result.tangle
+    ]
+    return {"genesis": genesis, "nodes": nodes}
+
+
+def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "summary": out / "summary.json",
+        "metrics": out / "metrics.csv",
+        "tangle": out / "tangle.json",
+        "plot": out / "accuracy.png",
+    }
+    paths["summary"].write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n")
+    with paths["metrics"].open("w", newline="") as handle:
+        fields = [f.name for f in dataclasses.fields(result.rounds[0])]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for record in result.rounds:
+            writer.writerow(dataclasses.asdict(record))
+    paths["tangle"].write_text(json.dumps(tangle_document(result), separators=(",", ":")) + "\n")
+    plot_accuracy(result, paths["plot"])
+    return paths
+
+
+def plot_accuracy(result: LabResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r.round for r in result.rounds]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot(rounds, [r.tangle_accuracy for r in result.rounds], label="tangle (reference model)", marker=".")
+    if result.rounds[0].fedavg_accuracy is not None:
+        ax.plot(
+            rounds, [r.fedavg_accuracy for r in result.rounds], label="FedAvg", marker=".", linestyle="--"
+        )
+    if result.settings.poison == "labelflip":
+        ax.plot(
+            rounds, [r.tangle_misclassification_3_as_8 for r in result.rounds], label="tangle: 3 read as 8"
+        )
+    s = result.settings
+    ax.set(
+        xlabel="round",
+        ylabel="accuracy on the peers' local test sets",
+        ylim=(0, 1),
+        title=f"{s.peers} peers, {s.model}, {s.dataset} ({s.partition}), seed {s.seed}",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -> None:
+    summary = result.summary()
+    table = Table(title="Learning Tangle lab", show_lines=False)
+    table.add_column("")
+    table.add_column("tangle", justify="right")
+    has_baseline = "fedavg" in summary
+    if has_baseline:
+        table.add_column("FedAvg", justify="right")
+    keys = [("accuracy", "{:.3f}"), ("loss", "{:.3f}")]
+    if result.settings.poison == "labelflip":
+        keys.append(("misclassification_3_as_8", "{:.1%}"))
+    for key, fmt in keys:
+        row = [key.replace("_", " "), fmt.format(summary["tangle"][key])]
+        if has_baseline:
+            row.append(fmt.format(summary["fedavg"][key]))
+        table.add_row(*row)
+    console.print(table)
+    t = summary["tangle"]
+    console.print(
+        f"{t['transactions']} transactions, {t['tips']} tips, {t['published']} of {t['trainings']} trainings "
+        f"published; {result.trainings / result.seconds:.1f} peer-trainings/s over {result.seconds:.1f} s"
+    )
+    if result.rejected:
+        console.print(f"rejected by peers: {result.rejected}")
+    console.print("outputs: " + ", ".join(str(p) for p in paths.values()))

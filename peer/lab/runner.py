@@ -1,0 +1,242 @@
+"""`tangle lab`: a whole decentralized-learning experiment on one machine, FedAvg beside it.
+
+Peers are spread over worker processes (both cores by default); the runner drives synchronous rounds,
+carries every round's blocks and announcements to every worker, trains the baseline meanwhile, and
+writes the results folder.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from peer.config import LabSettings
+from peer.data import load_dataset, peer_data
+from peer.lab.fedavg import FedAvg
+from peer.lab.worker import LabWorker, author_name, serve
+from peer.learning.genesis import genesis_weights
+from peer.models import create_model
+
+ACTIVITY = 3  # purpose index of the random stream that picks active peers
+
+
+class WorkerHandle:
+    """The same calls on a LabWorker in this process or in a child process."""
+
+    def __init__(self, settings: LabSettings, peers: list[int], *, in_process: bool) -> None:
+        self.peers = peers
+        self._local: LabWorker | None = None
+        if in_process:
+            self._local = LabWorker(settings, peers)
+            return
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=serve, args=(child, settings.model_dump_json(), peers), daemon=True
+        )
+        self._process.start()
+        self._pending = False
+        self._expect()
+
+    def start(self, method: str, *args: Any) -> None:
+        if self._local is not None:
+            self._result = getattr(self._local, method)(*args)
+        else:
+            self._conn.send((method, args))
+
+    def result(self) -> Any:
+        if self._local is not None:
+            return self._result
+        return self._expect()
+
+    def call(self, method: str, *args: Any) -> Any:
+        self.start(method, *args)
+        return self.result()
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            return
+        try:
+            self.call("close")
+        finally:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+
+    def _expect(self) -> Any:
+        status, value = self._conn.recv()
+        if status == "error":
+            raise RuntimeError(f"lab worker failed: {value}")
+        return value
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    active: int
+    published: int
+    transactions: int
+    tips: int
+    tangle_accuracy: float
+    tangle_loss: float
+    tangle_misclassification_3_as_8: float
+    fedavg_accuracy: float | None = None
+    fedavg_loss: float | None = None
+    fedavg_misclassification_3_as_8: float | None = None
+
+
+@dataclass
+class LabResult:
+    settings: LabSettings
+    rounds: list[RoundRecord]
+    tangle: list[dict[str, Any]]
+    malicious: list[int]
+    seconds: float
+    trainings: int
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Deterministic for a given configuration: no wall-clock values in here."""
+        last = self.rounds[-1]
+        out: dict[str, Any] = {
+            "tangle": {
+                "accuracy": last.tangle_accuracy,
+                "loss": last.tangle_loss,
+                "misclassification_3_as_8": last.tangle_misclassification_3_as_8,
+                "transactions": last.transactions,
+                "tips": last.tips,
+                "published": sum(r.published for r in self.rounds),
+                "trainings": self.trainings,
+            },
+            "config": self.settings.model_dump(mode="json", exclude={"progress", "workers", "out"}),
+            "malicious_peers": [author_name(i) for i in self.malicious],
+        }
+        if last.fedavg_accuracy is not None:
+            out["fedavg"] = {
+                "accuracy": last.fedavg_accuracy,
+                "loss": last.fedavg_loss,
+                "misclassification_3_as_8": last.fedavg_misclassification_3_as_8,
+            }
+        return out
+
+
+def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | None = None) -> LabResult:
+    started = time.perf_counter()
+    workers = min(settings.workers, settings.peers)
+    assignment = [list(range(w, settings.peers, workers)) for w in range(workers)]
+    handles = [WorkerHandle(settings, peers, in_process=workers == 1) for peers in assignment]
+    malicious = settings.malicious_peers
+    honest = [i for i in range(settings.peers) if i not in set(malicious)]
+    fedavg = _baseline(settings)
+    records: list[RoundRecord] = []
+    trainings = 0
+    try:
+        for round_index in range(1, settings.rounds + 1):
+            active = _active_peers(settings, round_index)
+            trainings += len(active)
+            for handle in handles:
+                handle.start("train", round_index, [i for i in active if i in handle.peers])
+            if fedavg is not None:
+                fedavg.round(round_index, active)  # overlaps with the workers' training
+            results, blocks, announcements = [], {}, []
+            for handle in handles:
+                worker_results, worker_blocks, worker_announcements = handle.result()
+                results.extend(worker_results)
+                blocks.update(worker_blocks)
+                announcements.extend(worker_announcements)
+            # peer order, not worker order: the same run whatever the number of workers
+            order = {author_name(i): i for i in range(settings.peers)}
+            announcements.sort(key=lambda a: order.get(a[1], -1))
+            for handle in handles:
+                handle.start("deliver", blocks, announcements)
+            for handle in handles:
+                handle.result()
+            for handle in handles:
+                handle.start("evaluate", round_index)
+            evaluations: dict[int, dict[str, Any]] = {}
+            for handle in handles:
+                evaluations.update(handle.result())
+            record = _record(round_index, active, results, evaluations, honest)
+            if fedavg is not None:
+                baseline = fedavg.evaluate(honest)
+                record.fedavg_accuracy = baseline["accuracy"]
+                record.fedavg_loss = baseline["loss"]
+                record.fedavg_misclassification_3_as_8 = baseline["misclassification_3_as_8"]
+            records.append(record)
+            if on_round is not None:
+                on_round(record)
+        reporter = honest[0] if honest else 0
+        tangle = next(h for h in handles if reporter in h.peers).call("export", reporter)
+        rejected: dict[str, int] = {}
+        for evaluation in evaluations.values():
+            for reason, count in evaluation["rejected"].items():
+                rejected[reason] = rejected.get(reason, 0) + count
+    finally:
+        for handle in handles:
+            handle.close()
+    return LabResult(
+        settings=settings,
+        rounds=records,
+        tangle=tangle,
+        malicious=malicious,
+        seconds=time.perf_counter() - started,
+        trainings=trainings,
+        rejected=rejected,
+    )
+
+
+def _active_peers(settings: LabSettings, round_index: int) -> list[int]:
+    if settings.active_quota >= 1:
+        return list(range(settings.peers))
+    rng = np.random.default_rng([settings.seed, round_index, ACTIVITY])
+    active = [i for i in range(settings.peers) if rng.random() < settings.active_quota]
+    return active or [int(rng.integers(settings.peers))]
+
+
+def _baseline(settings: LabSettings) -> FedAvg | None:
+    if settings.baseline == "none":
+        return None
+    dataset = load_dataset(settings.dataset, settings.dataset_path)
+    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+    data = [
+        peer_data(
+            dataset,
+            i,
+            settings.peers,
+            scheme=settings.partition,
+            alpha=settings.dirichlet_alpha,
+            seed=settings.seed,
+            test_fraction=settings.test_fraction,
+        )
+        for i in range(settings.peers)
+    ]
+    # FedAvg starts from the tangle's genesis model
+    return FedAvg(model, data, settings, genesis_weights(model, settings.seed))
+
+
+def _record(
+    round_index: int,
+    active: list[int],
+    results: list,
+    evaluations: dict[int, dict[str, Any]],
+    honest: list[int],
+) -> RoundRecord:
+    counted = honest or list(evaluations)
+    threes = sum(evaluations[i]["threes"] for i in counted)
+    as_eight = sum(evaluations[i]["threes_as_eight"] for i in counted)
+    return RoundRecord(
+        round=round_index,
+        active=len(active),
+        published=sum(1 for r in results if r.published),
+        transactions=max(e["transactions"] for e in evaluations.values()),
+        tips=evaluations[counted[0]]["tips"],
+        tangle_accuracy=float(np.mean([evaluations[i]["accuracy"] for i in counted])),
+        tangle_loss=float(np.mean([evaluations[i]["loss"] for i in counted])),
+        tangle_misclassification_3_as_8=as_eight / threes if threes else 0.0,
+    )

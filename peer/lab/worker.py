@@ -1,0 +1,166 @@
+"""A lab worker hosts some of the lab's peers, each a real `Peer` over in-process backends.
+
+Rounds are synchronous, as in the papers' simulations: every active peer trains on the tangle as it was at
+the start of the round, then the round's blocks and announcements reach every peer in peer order. This
+keeps a run reproducible whatever the number of worker processes, since every random choice is seeded by
+(seed, peer, round) alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing.connection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from peer.backends.base import Message
+from peer.backends.memory import MemoryBroker, MemoryStorage
+from peer.config import LabSettings
+from peer.data import load_dataset, peer_data
+from peer.models import create_model
+from peer.node.peer import Peer, make_genesis, store_genesis
+
+TRAIN, EVALUATE = 0, 1
+
+
+def peer_rng(seed: int, peer: int, round_index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, peer, round_index, purpose])
+
+
+def author_name(index: int) -> str:
+    return f"lab-peer-{index:03d}"
+
+
+@dataclass
+class TrainResult:
+    peer: int
+    published: str | None
+    accuracy: float | None  # the new model's, on the peer's local test set
+    reason: str
+
+
+class LabWorker:
+    def __init__(self, settings: LabSettings, peer_indices: list[int]) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        dataset = load_dataset(settings.dataset, settings.dataset_path)
+        self.model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+        self.genesis = make_genesis(self.model, settings.seed)
+        self.storage = MemoryStorage()
+        self.broker = MemoryBroker()
+        self.loop.run_until_complete(store_genesis(self.storage, self.genesis))
+        malicious = set(settings.malicious_peers)
+        self.peers: dict[int, Peer] = {}
+        for index in peer_indices:
+            self.peers[index] = Peer(
+                author=author_name(index),
+                model=self.model,
+                data=peer_data(
+                    dataset,
+                    index,
+                    settings.peers,
+                    scheme=settings.partition,
+                    alpha=settings.dirichlet_alpha,
+                    seed=settings.seed,
+                    test_fraction=settings.test_fraction,
+                ),
+                settings=settings,
+                storage=self.storage,
+                broker=self.broker.connect(author_name(index)),
+                genesis=self.genesis,
+                clock=lambda: float(self._round),
+                malicious=index in malicious,
+                tag="lab",
+            )
+        self._round = 0
+
+    def train(self, round_index: int, active: list[int]) -> tuple[list[TrainResult], dict[str, bytes], list]:
+        """Train the active peers hosted here; returns results, new blocks and announcements."""
+        self._round = round_index
+        results = []
+        for index in active:
+            peer = self.peers[index]
+            attacking = peer.learner.malicious and round_index >= self.settings.poison_from
+            rng = peer_rng(self.settings.seed, index, round_index, TRAIN)
+            outcome = self.loop.run_until_complete(peer.train_once(rng, attacking=attacking))
+            published = peer.published[-1].id if outcome.publish else None
+            accuracy = outcome.metrics.accuracy if outcome.metrics else None
+            results.append(TrainResult(index, published, accuracy, outcome.reason))
+        announcements = [(topic, m.sender, m.data) for topic, m in self.broker.drain_outbox()]
+        return results, self.storage.drain_new(), announcements
+
+    def deliver(self, blocks: dict[str, bytes], announcements: list[tuple[str, str, bytes]]) -> None:
+        """Everything published this round, by every worker, reaches every peer here in the same order."""
+        for cid, data in blocks.items():
+            self.storage.add_replica(cid, data)
+        self.storage.drain_new()
+
+        async def feed() -> None:
+            for _topic, sender, data in announcements:
+                for peer in self.peers.values():
+                    await peer.builder.on_message(Message(sender=sender, data=data))
+
+        self.loop.run_until_complete(feed())
+
+    def evaluate(self, round_index: int) -> dict[int, dict[str, Any]]:
+        """Each peer's reference model on its own test set."""
+        out = {}
+        for index, peer in self.peers.items():
+            rng = peer_rng(self.settings.seed, index, round_index, EVALUATE)
+            ref = self.loop.run_until_complete(peer.reference(rng))
+            out[index] = {
+                "accuracy": ref.metrics.accuracy,
+                "loss": ref.metrics.loss,
+                "threes": ref.threes,
+                "threes_as_eight": ref.threes_as_eight,
+                "transactions": len(peer.tangle),
+                "tips": len(peer.tangle.tips),
+                "reference": ref.transactions,
+                "rejected": dict(peer.builder.rejected),
+                "unresolved": peer.builder.unresolved,
+                "weights_hits": peer.weights.hits,
+                "weights_misses": peer.weights.misses,
+            }
+        return out
+
+    def export(self, index: int) -> list[dict[str, Any]]:
+        peer = self.peers[index]
+        return [
+            {
+                "id": tx.id,
+                "parents": list(tx.parents),
+                "weights": tx.weights,
+                "author": tx.author,
+                "created": tx.created,
+                "metrics": dict(tx.metrics),
+                "height": peer.tangle.height(tx.id),
+                "cumulative_weight": peer.tangle.cumulative_weight(tx.id),
+            }
+            for tx in peer.tangle
+        ]
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def serve(
+    connection: multiprocessing.connection.Connection, settings_json: str, peer_indices: list[int]
+) -> None:
+    """Entry point of a worker process: answer calls until told to stop."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
+    connection.send(("ready", None))
+    while True:
+        method, args = connection.recv()
+        if method == "close":
+            worker.close()
+            connection.send(("ok", None))
+            return
+        try:
+            connection.send(("ok", getattr(worker, method)(*args)))
+        except Exception as error:  # report to the runner rather than dying silently
+            connection.send(("error", f"{type(error).__name__}: {error}"))

@@ -1,0 +1,94 @@
+"""Weights by content id, validated before use and kept in a bounded LRU cache.
+
+The 2020 prototype downloaded about six models per training and never cached one. Weights are immutable
+(content-addressed), so a small LRU of decoded weights serves the tips, the reference and the walks of
+many rounds. A weights id that fails to fetch or to validate is remembered as unusable, and tip selection
+walks around it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from peer.models.base import Weights, WeightSpec
+from peer.models.weights import WeightsError, decode_weights, weights_nbytes
+
+
+class WeightsUnavailable(RuntimeError):
+    def __init__(self, weights_id: str, reason: str) -> None:
+        super().__init__(f"weights {weights_id} unavailable: {reason}")
+        self.weights_id = weights_id
+        self.reason = reason
+
+
+class WeightsSource:
+    """`fetch(weights_id)` returns raw bytes (blocking) or raises; decoding happens on the caller's thread."""
+
+    def __init__(
+        self,
+        fetch: Callable[[str], bytes],
+        spec: WeightSpec,
+        *,
+        max_bytes: int,
+        cache_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._fetch = fetch
+        self._spec = spec
+        self._max_bytes = max_bytes
+        self._cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, Weights] = OrderedDict()
+        self._cached_bytes = 0
+        self._unusable: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.fetched_bytes = 0
+
+    def get(self, weights_id: str) -> Weights:
+        with self._lock:
+            if weights_id in self._cache:
+                self._cache.move_to_end(weights_id)
+                self.hits += 1
+                return self._cache[weights_id]
+            if weights_id in self._unusable:
+                raise WeightsUnavailable(weights_id, self._unusable[weights_id])
+            self.misses += 1
+        try:
+            data = self._fetch(weights_id)
+            self.fetched_bytes += len(data)
+            weights = decode_weights(data, self._spec, max_bytes=self._max_bytes)
+        except WeightsError as error:
+            # invalid content never becomes valid: remember it
+            with self._lock:
+                self._unusable[weights_id] = f"invalid: {error}"
+            raise WeightsUnavailable(weights_id, f"invalid: {error}") from error
+        except Exception as error:
+            raise WeightsUnavailable(weights_id, f"fetch failed: {error}") from error
+        self.put(weights_id, weights)
+        return weights
+
+    def put(self, weights_id: str, weights: Weights) -> None:
+        """Cache weights this peer made itself (no need to fetch them back)."""
+        size = weights_nbytes(weights)
+        with self._lock:
+            if weights_id in self._cache or size > self._cache_bytes:
+                return
+            self._cache[weights_id] = weights
+            self._cached_bytes += size
+            while self._cached_bytes > self._cache_bytes:
+                _, evicted = self._cache.popitem(last=False)
+                self._cached_bytes -= weights_nbytes(evicted)
+
+    def is_usable(self, weights_id: str) -> bool:
+        """True unless the weights are known to be invalid or cannot be fetched now."""
+        try:
+            self.get(weights_id)
+        except WeightsUnavailable:
+            return False
+        return True
+
+    @property
+    def unusable(self) -> dict[str, str]:
+        return dict(self._unusable)

@@ -1,0 +1,59 @@
+"""Model backends and the wire format of their weights."""
+
+from __future__ import annotations
+
+from peer.models.base import Metrics, Model, TrainParams, Weights, WeightSpec
+from peer.models.fake import LEAF_CNN_PARAMS, FakeModel
+from peer.models.numpy_nets import MLP, SmallCNN, SoftmaxRegression
+from peer.models.weights import (
+    WeightsError,
+    average_weights,
+    check_layout,
+    decode_weights,
+    encode_weights,
+    validate_weights,
+    weights_digest,
+    weights_nbytes,
+    weights_spec,
+)
+
+MODEL_NAMES: tuple[str, ...] = ("softmax", "mlp", "cnn", "fake")
+
+
+def create_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> Model:
+    """Build a model by its configuration name (the `MODEL` setting) with default hyperparameters."""
+    shape = tuple(int(d) for d in input_shape)
+    if name == "softmax":
+        return SoftmaxRegression(shape, num_classes)
+    if name == "mlp":
+        return MLP(shape, num_classes)
+    if name == "cnn":
+        return SmallCNN(shape, num_classes)
+    if name == "fake":
+        return FakeModel(input_shape=shape, num_classes=num_classes)
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+
+
+__all__ = [
+    "LEAF_CNN_PARAMS",
+    "MLP",
+    "MODEL_NAMES",
+    "FakeModel",
+    "Metrics",
+    "Model",
+    "SmallCNN",
+    "SoftmaxRegression",
+    "TrainParams",
+    "WeightSpec",
+    "Weights",
+    "WeightsError",
+    "average_weights",
+    "check_layout",
+    "create_model",
+    "decode_weights",
+    "encode_weights",
+    "validate_weights",
+    "weights_digest",
+    "weights_nbytes",
+    "weights_spec",
+]

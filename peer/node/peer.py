@@ -1,0 +1,159 @@
+"""A peer: its tangle, intake from the broker, training off the event loop, publishing.
+
+The daemon and the lab both drive this class; only the backends (memory or IPFS) and the clock differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from peer.backends.base import Broker, Storage
+from peer.config import LearningSettings
+from peer.data.dataset import PeerData
+from peer.learning.genesis import GENESIS_AUTHOR, genesis_weights, topic_for
+from peer.learning.learner import Learner, Reference, RoundOutcome
+from peer.learning.weights_source import WeightsSource
+from peer.models.base import Model, Weights
+from peer.models.weights import encode_weights, weights_nbytes
+from peer.node.announcement import Announcement
+from peer.node.builder import TangleBuilder
+from peer.node.guard import TangleGuard
+from peer.tangle.dag import Tangle
+from peer.tangle.transaction import Transaction, decode_transaction, encode_transaction
+
+FETCH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Genesis:
+    transaction: Transaction
+    block: bytes
+    weights: Weights
+    weights_bytes: bytes
+
+
+def make_genesis(model: Model, seed: int) -> Genesis:
+    """The same bytes, and so the same CID, on every peer for the same (architecture, seed)."""
+    from peer.tangle.transaction import CODEC_RAW, cid_for
+
+    weights = genesis_weights(model, seed)
+    data = encode_weights(weights)
+    cid, block = encode_transaction(
+        parents=[],
+        weights=cid_for(data, CODEC_RAW),
+        model=model.architecture,
+        author=GENESIS_AUTHOR,
+        created=0,
+    )
+    return Genesis(decode_transaction(cid, block), block, weights, data)
+
+
+async def store_genesis(storage: Storage, genesis: Genesis) -> None:
+    weights_cid = await storage.put_weights(genesis.weights_bytes)
+    if weights_cid != genesis.transaction.weights:
+        raise RuntimeError(
+            f"storage gave the genesis weights CID {weights_cid}, expected {genesis.transaction.weights}"
+        )
+    await storage.put_transaction(genesis.transaction.id, genesis.block)
+
+
+class Peer:
+    def __init__(
+        self,
+        *,
+        author: str,
+        model: Model,
+        data: PeerData,
+        settings: LearningSettings,
+        storage: Storage,
+        broker: Broker,
+        genesis: Genesis,
+        clock: Callable[[], float],
+        malicious: bool = False,
+        tag: str = "",
+        cache_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.author = author
+        self.model = model
+        self.settings = settings
+        self.storage = storage
+        self.broker = broker
+        self.genesis = genesis
+        self.clock = clock
+        self.tag = tag
+        self.topic = topic_for(genesis.transaction.id)
+        self.tangle = Tangle(genesis.transaction, weight_horizon=settings.weight_horizon)
+        self.guard = TangleGuard(self.tangle)
+        self.builder = TangleBuilder(self.guard, storage, architecture=model.architecture)
+        self.max_weights_bytes = 2 * weights_nbytes(genesis.weights) + 64 * 1024
+        self.weights = WeightsSource(
+            self._fetch_weights_blocking,
+            model.weight_spec(),
+            max_bytes=self.max_weights_bytes,
+            cache_bytes=cache_bytes,
+        )
+        self.weights.put(genesis.transaction.weights, genesis.weights)
+        self.learner = Learner(model, data, settings, self.weights, malicious=malicious)
+        self.published: list[Transaction] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- intake ------------------------------------------------------------------------------------------
+    async def run_intake(self) -> None:
+        """Consume the topic until cancelled; malformed messages are counted and dropped by the builder."""
+        async for message in self.broker.subscribe(self.topic):
+            await self.builder.on_message(message)
+
+    # --- training ----------------------------------------------------------------------------------------
+    async def reference(self, rng: np.random.Generator) -> Reference:
+        self._loop = asyncio.get_running_loop()
+        with self.guard.reading() as tangle:
+            return await asyncio.to_thread(self.learner.reference, tangle, rng)
+
+    async def train_once(self, rng: np.random.Generator, *, attacking: bool = False) -> RoundOutcome:
+        """One training round off the event loop; publishes the new model when the learner says so."""
+        self._loop = asyncio.get_running_loop()
+        with self.guard.reading() as tangle:
+            outcome = await asyncio.to_thread(self.learner.train_round, tangle, rng, attacking=attacking)
+        if outcome.publish and outcome.weights is not None and outcome.metrics is not None:
+            metrics = {"accuracy": outcome.metrics.accuracy, "loss": outcome.metrics.loss}
+            await self.publish(outcome.weights, outcome.tips, metrics)
+        return outcome
+
+    async def publish(self, weights: Weights, parents: list[str], metrics: dict[str, float]) -> Transaction:
+        data = await asyncio.to_thread(encode_weights, weights)
+        weights_cid = await self.storage.put_weights(data)
+        self.weights.put(weights_cid, weights)
+        cid, block = encode_transaction(
+            parents=parents,
+            weights=weights_cid,
+            model=self.model.architecture,
+            author=self.author,
+            created=self.clock(),
+            tag=self.tag,
+            metrics=metrics,
+        )
+        await self.storage.put_transaction(cid, block)
+        tx = decode_transaction(cid, block, verify=False)
+        self.guard.add(tx)
+        self.published.append(tx)
+        # publish last: once announced, others may fetch it, so it must be stored first
+        await self.broker.publish(self.topic, Announcement(cid, tuple(self.tangle.tips[-8:])).encode())
+        return tx
+
+    def _fetch_weights_blocking(self, weights_id: str) -> bytes:
+        """Called on the training thread: the fetch itself runs on the event loop."""
+        if self._loop is None:
+            raise RuntimeError("no event loop to fetch weights on")
+        future = asyncio.run_coroutine_threadsafe(
+            self.storage.get_weights(weights_id, max_bytes=self.max_weights_bytes), self._loop
+        )
+        try:
+            return future.result(FETCH_TIMEOUT)
+        finally:
+            with contextlib.suppress(Exception):
+                future.cancel()

@@ -1,0 +1,123 @@
+"""Tip selection: random walks from an entry point towards the tips.
+
+Two walks, from the two papers this project builds on: the IOTA weighted random walk (a step to an approver
+y of x has probability proportional to exp(-alpha * (H_x - H_y)), H the cumulative weight), and the
+accuracy-biased walk (Beilharz et al. 2021: an approver is rated by its model's accuracy on the walker's own
+data, normalised to [-1, 0], weight exp(alpha * r)). Walks start at genesis or at a "particle", a random
+transaction a few heights below the tips, so a walk's cost does not grow with the tangle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from peer.tangle.dag import Tangle
+
+EntryMode = Literal["genesis", "particles"]
+WalkKind = Literal["weighted", "accuracy"]
+
+
+class NoUsableTips(RuntimeError):
+    """Every walk ended at a transaction whose weights could not be had."""
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    kind: WalkKind = "weighted"
+    alpha: float = 0.001
+    accuracy_alpha: float = 10.0
+    entry: EntryMode = "particles"
+    particle_depth_min: int = 10
+    particle_depth_max: int = 20
+    max_attempts: int = 10
+
+    @property
+    def window_depth(self) -> int | None:
+        """How deep below the tips a walk may start (None: the whole tangle)."""
+        return None if self.entry == "genesis" else self.particle_depth_max
+
+
+class TipSelector:
+    """Walks over one tangle with one random generator.
+
+    `accuracy` rates a transaction by its model's accuracy on the walker's data (needed by the accuracy walk);
+    `usable` says whether a transaction's weights can be had: a walk that ends at an unusable transaction is
+    retried without it.
+    """
+
+    def __init__(
+        self,
+        tangle: Tangle,
+        config: WalkConfig,
+        rng: np.random.Generator,
+        *,
+        accuracy: Callable[[str], float] | None = None,
+        usable: Callable[[str], bool] | None = None,
+    ) -> None:
+        if config.kind == "accuracy" and accuracy is None:
+            raise ValueError("the accuracy walk needs an accuracy function")
+        self.tangle = tangle
+        self.config = config
+        self.rng = rng
+        self._accuracy = accuracy
+        self._usable = usable
+        self.excluded: set[str] = set()
+
+    def entry_point(self) -> str:
+        cfg = self.config
+        tangle = self.tangle
+        if cfg.entry == "genesis" or tangle.max_height <= cfg.particle_depth_min:
+            return tangle.genesis.id
+        low = max(0, tangle.max_height - cfg.particle_depth_max)
+        high = tangle.max_height - cfg.particle_depth_min
+        height = int(self.rng.integers(low, high + 1))
+        candidates = tangle.at_height(height)
+        return candidates[int(self.rng.integers(len(candidates)))]
+
+    def walk(self, start: str | None = None) -> str:
+        """One walk to a usable transaction with no usable approvers (normally a tip)."""
+        for _ in range(self.config.max_attempts):
+            end = self._walk_once(start if start is not None else self.entry_point())
+            if self._usable is None or self._usable(end):
+                return end
+            self.excluded.add(end)
+        raise NoUsableTips(f"no usable tip after {self.config.max_attempts} walks")
+
+    def select(
+        self, num_tips: int, *, sample_size: int | None = None, loss: Callable[[str], float] | None = None
+    ) -> list[str]:
+        """Distinct tips from `sample_size` walks; with more candidates than tips, keep the lowest `loss`."""
+        sample_size = max(num_tips, sample_size or num_tips)
+        found = list(dict.fromkeys(self.walk() for _ in range(sample_size)))
+        if len(found) > num_tips:
+            found = found[:num_tips] if loss is None else sorted(found, key=loss)[:num_tips]
+        return found
+
+    def _walk_once(self, current: str) -> str:
+        tangle = self.tangle
+        while True:
+            candidates = [a for a in tangle.approvers(current) if a not in self.excluded]
+            if not candidates:
+                return current
+            if len(candidates) == 1:
+                current = candidates[0]
+                continue
+            current = candidates[self._step(current, candidates)]
+
+    def _step(self, current: str, candidates: list[str]) -> int:
+        if self.config.kind == "accuracy":
+            assert self._accuracy is not None
+            rating = np.array([self._accuracy(c) for c in candidates], dtype=np.float64)
+            spread = rating.max() - rating.min()
+            normalised = (rating - rating.max()) / spread if spread > 0 else np.zeros_like(rating)
+            logits = self.config.accuracy_alpha * normalised
+        else:
+            weights = np.array([self.tangle.cumulative_weight(c) for c in candidates], dtype=np.float64)
+            # exp(-alpha (H_x - H_y)) up to a constant factor; shifting by the max keeps exp finite
+            logits = self.config.alpha * (weights - weights.max())
+        p = np.exp(logits)
+        return int(self.rng.choice(len(candidates), p=p / p.sum()))

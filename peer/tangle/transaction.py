@@ -1,0 +1,176 @@
+"""Transactions and their wire form: an IPLD dag-cbor object whose CID is the transaction's id.
+
+Parents and weights are real CID links, so a node can export any transaction's whole past as one CAR file
+and verify it by hash. Decoding validates the schema strictly: every byte of it came from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import libipld
+
+TRANSACTION_VERSION = 1
+MAX_PARENTS = 8
+MAX_TRANSACTION_BYTES = 16 * 1024
+MAX_METRICS = 16
+MAX_TEXT = 128
+
+CODEC_RAW = 0x55
+CODEC_DAG_CBOR = 0x71
+_SHA2_256 = 0x12
+
+
+class InvalidTransaction(ValueError):
+    """A transaction that must be dropped; `reason` is a short stable label (counted in metrics)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    id: str
+    parents: tuple[str, ...]
+    weights: str
+    model: str
+    author: str
+    created: float  # unix seconds (the lab uses a logical clock)
+    tag: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    version: int = TRANSACTION_VERSION
+
+    @property
+    def is_genesis(self) -> bool:
+        return not self.parents
+
+
+def cid_for(data: bytes, codec: int) -> str:
+    """CIDv1 (sha2-256) of a block, in base32 text as IPFS prints it."""
+    digest = hashlib.sha256(data).digest()
+    return libipld.encode_cid(bytes([1, codec, _SHA2_256, len(digest)]) + digest)
+
+
+def cid_bytes(cid: str) -> bytes:
+    """Binary form of a CIDv1; raises InvalidTransaction for text that is not one."""
+    try:
+        if libipld.decode_cid(cid)["version"] != 1:
+            raise InvalidTransaction("bad_cid", f"only CIDv1 links are used: {cid[:80]!r}")
+        return libipld.decode_multibase(cid)[1]
+    except (ValueError, TypeError) as error:
+        raise InvalidTransaction("bad_cid", f"not a CID: {cid[:80]!r}") from error
+
+
+def verify_block(cid: str, data: bytes) -> None:
+    """Check that bytes fetched from the network are the block the CID names (sha2-256 only)."""
+    try:
+        decoded = libipld.decode_cid(cid)
+    except (ValueError, TypeError) as error:
+        raise InvalidTransaction("bad_cid", f"not a CID: {cid[:80]!r}") from error
+    if decoded["hash"]["code"] != _SHA2_256:
+        raise InvalidTransaction("bad_cid", f"unsupported hash function in {cid}")
+    if hashlib.sha256(data).digest() != decoded["hash"]["digest"]:
+        raise InvalidTransaction("hash_mismatch", f"block does not hash to {cid}")
+
+
+def encode_transaction(
+    *,
+    parents: tuple[str, ...] | list[str],
+    weights: str,
+    model: str,
+    author: str,
+    created: float,
+    tag: str = "",
+    metrics: Mapping[str, float] | None = None,
+) -> tuple[str, bytes]:
+    """Build the dag-cbor block of a new transaction; returns (cid, block)."""
+    obj: dict[str, Any] = {
+        "v": TRANSACTION_VERSION,
+        # libipld encodes bytes that parse as a CID as a tag-42 link
+        "parents": [cid_bytes(p) for p in parents],
+        "weights": cid_bytes(weights),
+        "model": model,
+        "author": author,
+        "created": round(created * 1000),
+        "tag": tag,
+        "metrics": {k: float(v) for k, v in sorted((metrics or {}).items())},
+    }
+    block = libipld.encode_dag_cbor(obj)
+    cid = cid_for(block, CODEC_DAG_CBOR)
+    # decoding our own block is cheap and guarantees that what we publish passes every peer's checks
+    decode_transaction(cid, block)
+    return cid, block
+
+
+def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transaction:
+    """Parse and validate a transaction block received from the network."""
+    if len(block) > MAX_TRANSACTION_BYTES:
+        raise InvalidTransaction("too_large", f"{len(block)} bytes > {MAX_TRANSACTION_BYTES}")
+    if verify:
+        verify_block(cid, block)
+    try:
+        obj = libipld.decode_dag_cbor(block)
+    except (ValueError, TypeError) as error:
+        raise InvalidTransaction("bad_encoding", f"not dag-cbor: {error}") from error
+    if not isinstance(obj, dict):
+        raise InvalidTransaction("bad_schema", "transaction is not a map")
+    expected = {"v", "parents", "weights", "model", "author", "created", "tag", "metrics"}
+    if set(obj) != expected:
+        raise InvalidTransaction("bad_schema", f"keys {sorted(obj)} != {sorted(expected)}")
+    if obj["v"] != TRANSACTION_VERSION:
+        raise InvalidTransaction("bad_version", f"version {obj['v']!r} is not {TRANSACTION_VERSION}")
+    parents_raw = obj["parents"]
+    if not isinstance(parents_raw, list):
+        raise InvalidTransaction("bad_schema", "parents is not a list")
+    if len(parents_raw) > MAX_PARENTS:
+        raise InvalidTransaction("too_many_parents", f"{len(parents_raw)} parents > {MAX_PARENTS}")
+    parents = tuple(_link(p, "parents") for p in parents_raw)
+    if len(set(parents)) != len(parents):
+        raise InvalidTransaction("duplicate_parents", "a parent is listed twice")
+    if cid in parents:
+        raise InvalidTransaction("self_parent", "transaction lists itself as parent")
+    weights = _link(obj["weights"], "weights")
+    model, author, tag = (_text(obj[k], k) for k in ("model", "author", "tag"))
+    if not model or not author:
+        raise InvalidTransaction("bad_schema", "model and author must not be empty")
+    created = obj["created"]
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise InvalidTransaction("bad_schema", "created is not a non-negative integer (ms)")
+    metrics_raw = obj["metrics"]
+    if not isinstance(metrics_raw, dict) or len(metrics_raw) > MAX_METRICS:
+        raise InvalidTransaction("bad_schema", "metrics is not a small map")
+    metrics: dict[str, float] = {}
+    for key, value in metrics_raw.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise InvalidTransaction("bad_schema", f"metric {key!r} is not a finite number")
+        metrics[_text(key, "metrics key")] = float(value)
+    return Transaction(
+        id=cid,
+        parents=parents,
+        weights=weights,
+        model=model,
+        author=author,
+        created=created / 1000,
+        tag=tag,
+        metrics=metrics,
+    )
+
+
+def _link(value: object, name: str) -> str:
+    if not isinstance(value, bytes):
+        raise InvalidTransaction("bad_schema", f"{name} is not a CID link")
+    try:
+        return libipld.encode_cid(value)
+    except (ValueError, TypeError) as error:
+        raise InvalidTransaction("bad_cid", f"{name} holds an invalid CID") from error
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise InvalidTransaction("bad_schema", f"{name} is not a string of at most {MAX_TEXT} characters")
+    return value

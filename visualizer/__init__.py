@@ -1,0 +1,1 @@
+"""The live tangle visualizer (a Bokeh server app)."""
