@@ -127,6 +127,12 @@ class LabSettings(LearningSettings):
     baseline: Literal["fedavg", "none"] = Field("fedavg", description="baseline trained side by side")
     workers: int = Field(2, ge=1, le=64, description="worker processes the peers are spread over")
     progress: bool = Field(True, description="show a progress bar")
+    api_port: int | None = Field(
+        None, ge=1, le=65535, description="serve every lab peer's /api/transactions live on this port"
+    )
+    api_host: str = Field("127.0.0.1", description="address the live API binds to")
+    round_delay: float = Field(0.0, ge=0, description="seconds to pause after each round (to watch it live)")
+    linger: float = Field(0.0, ge=0, description="seconds to keep serving the live API after the last round")
 
     @classmethod
     def settings_customise_sources(

@@ -6,36 +6,11 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from peer.lab.runner import LabResult
-from peer.lab.worker import author_name
-
-
-def tangle_document(result: LabResult) -> dict[str, Any]:
-    """The tangle in the shape of a peer's `/api/transactions` (the original's: genesis plus nodes)."""
-    malicious = {author_name(i) for i in result.malicious}
-    genesis = result.tangle[0]["id"]
-    nodes = [
-        {
-            "name": tx["id"],
-            "parents": tx["parents"],
-            "peer": tx["author"],
-            "time": int(tx["created"]),  # the lab's logical clock: the round
-            "timeCreated": tx["created"],
-            "weights": tx["weights"],
-            "height": tx["height"],
-            "cumulativeWeight": tx["cumulative_weight"],
-            "accuracy": tx["metrics"].get("accuracy"),
-            "loss": tx["metrics"].get("loss"),
-            "malicious": tx["author"] in malicious,
-        }
-        for tx in result.tangle
-    ]
-    return {"genesis": genesis, "nodes": nodes}
 
 
 def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
@@ -53,7 +28,7 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
         writer.writeheader()
         for record in result.rounds:
             writer.writerow(dataclasses.asdict(record))
-    paths["tangle"].write_text(json.dumps(tangle_document(result), separators=(",", ":")) + "\n")
+    paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
     plot_accuracy(result, paths["plot"])
     return paths
 

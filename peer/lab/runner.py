@@ -15,14 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from peer.api.app import BackgroundServer, create_app
 from peer.config import LabSettings
 from peer.data import load_dataset, peer_data
 from peer.lab.fedavg import FedAvg
+from peer.lab.live import LabApiSource
 from peer.lab.worker import LabWorker, author_name, serve
 from peer.learning.genesis import genesis_weights
 from peer.models import create_model
+from peer.node.peer import make_genesis
 
 ACTIVITY = 3  # purpose index of the random stream that picks active peers
+# settings that change how a run is watched, not what it computes: kept out of summary.json
+RUNTIME_ONLY = {"progress", "workers", "out", "api_port", "api_host", "round_delay", "linger"}
 
 
 class WorkerHandle:
@@ -95,7 +100,7 @@ class RoundRecord:
 class LabResult:
     settings: LabSettings
     rounds: list[RoundRecord]
-    tangle: list[dict[str, Any]]
+    tangle: dict[str, Any]  # the reporting peer's /api/transactions document
     malicious: list[int]
     seconds: float
     trainings: int
@@ -114,7 +119,7 @@ class LabResult:
                 "published": sum(r.published for r in self.rounds),
                 "trainings": self.trainings,
             },
-            "config": self.settings.model_dump(mode="json", exclude={"progress", "workers", "out"}),
+            "config": self.settings.model_dump(mode="json", exclude=RUNTIME_ONLY),
             "malicious_peers": [author_name(i) for i in self.malicious],
         }
         if last.fedavg_accuracy is not None:
@@ -136,6 +141,7 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
     fedavg = _baseline(settings)
     records: list[RoundRecord] = []
     trainings = 0
+    live, server = _live_api(settings)
     try:
         for round_index in range(1, settings.rounds + 1):
             active = _active_peers(settings, round_index)
@@ -162,6 +168,14 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
             evaluations: dict[int, dict[str, Any]] = {}
             for handle in handles:
                 evaluations.update(handle.result())
+            if live is not None:
+                live.add_round(
+                    round_index,
+                    blocks,
+                    announcements,
+                    {author_name(i): e["reference"] for i, e in evaluations.items()},
+                    {author_name(i): e["accuracy"] for i, e in evaluations.items()},
+                )
             record = _record(round_index, active, results, evaluations, honest)
             if fedavg is not None:
                 baseline = fedavg.evaluate(honest)
@@ -171,15 +185,21 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
             records.append(record)
             if on_round is not None:
                 on_round(record)
+            if settings.round_delay:
+                time.sleep(settings.round_delay)
         reporter = honest[0] if honest else 0
         tangle = next(h for h in handles if reporter in h.peers).call("export", reporter)
         rejected: dict[str, int] = {}
         for evaluation in evaluations.values():
             for reason, count in evaluation["rejected"].items():
                 rejected[reason] = rejected.get(reason, 0) + count
+        if server is not None and settings.linger:
+            time.sleep(settings.linger)
     finally:
         for handle in handles:
             handle.close()
+        if server is not None:
+            server.stop()
     return LabResult(
         settings=settings,
         rounds=records,
@@ -189,6 +209,23 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
         trainings=trainings,
         rejected=rejected,
     )
+
+
+def _live_api(settings: LabSettings) -> tuple[LabApiSource | None, BackgroundServer | None]:
+    if settings.api_port is None:
+        return None, None
+    dataset = load_dataset(settings.dataset, settings.dataset_path)
+    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+    source = LabApiSource(
+        make_genesis(model, settings.seed).transaction,
+        [author_name(i) for i in range(settings.peers)],
+        {author_name(i) for i in settings.malicious_peers},
+        settings.weight_horizon,
+    )
+    source.rounds_total = settings.rounds
+    server = BackgroundServer(create_app(source), host=settings.api_host, port=settings.api_port)
+    server.start()
+    return source, server
 
 
 def _active_peers(settings: LabSettings, round_index: int) -> list[int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from peer.api.transactions import transactions_document
 from peer.backends.base import Message
 from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
@@ -75,6 +76,7 @@ class LabWorker:
                 tag="lab",
             )
         self._round = 0
+        self._references: dict[int, list[str]] = {}
 
     def train(self, round_index: int, active: list[int]) -> tuple[list[TrainResult], dict[str, bytes], list]:
         """Train the active peers hosted here; returns results, new blocks and announcements."""
@@ -110,6 +112,7 @@ class LabWorker:
         for index, peer in self.peers.items():
             rng = peer_rng(self.settings.seed, index, round_index, EVALUATE)
             ref = self.loop.run_until_complete(peer.reference(rng))
+            self._references[index] = ref.transactions
             out[index] = {
                 "accuracy": ref.metrics.accuracy,
                 "loss": ref.metrics.loss,
@@ -125,21 +128,17 @@ class LabWorker:
             }
         return out
 
-    def export(self, index: int) -> list[dict[str, Any]]:
+    def export(self, index: int, since: int = 0) -> dict[str, Any]:
+        """The peer's tangle as its `/api/transactions` would serve it."""
         peer = self.peers[index]
-        return [
-            {
-                "id": tx.id,
-                "parents": list(tx.parents),
-                "weights": tx.weights,
-                "author": tx.author,
-                "created": tx.created,
-                "metrics": dict(tx.metrics),
-                "height": peer.tangle.height(tx.id),
-                "cumulative_weight": peer.tangle.cumulative_weight(tx.id),
-            }
-            for tx in peer.tangle
-        ]
+        malicious = {author_name(i) for i in self.settings.malicious_peers}
+        return transactions_document(
+            peer.tangle,
+            peer=peer.author,
+            since=since,
+            reference=self._references.get(index, ()),
+            malicious_authors=malicious,
+        )
 
     def close(self) -> None:
         self.loop.close()

@@ -1,0 +1,96 @@
+"""The HTTP API of a peer (port 8000) and of the lab's live server: one Starlette app for both.
+
+`/api/transactions[?peer=NAME&since=N]`, `/api/peers`, `/api/peer[?peer=NAME]`, `/healthz`, `/metrics`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+class ApiSource(Protocol):
+    def peers(self) -> list[str]: ...
+
+    def transactions(self, peer: str | None, since: int) -> dict[str, Any]: ...
+
+    def peer_info(self, peer: str | None) -> dict[str, Any]: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+
+class UnknownPeer(KeyError):
+    pass
+
+
+def create_app(source: ApiSource, *, metrics: Any | None = None) -> Starlette:
+    """`metrics` is a prometheus_client registry (or None: no /metrics route)."""
+
+    def _peer(request: Request) -> str | None:
+        return request.query_params.get("peer") or None
+
+    async def transactions(request: Request) -> Response:
+        try:
+            since = int(request.query_params.get("since", "0"))
+            if since < 0:
+                raise ValueError
+        except ValueError:
+            return JSONResponse({"error": "since must be a non-negative integer"}, status_code=400)
+        try:
+            return JSONResponse(source.transactions(_peer(request), since))
+        except UnknownPeer as error:
+            return JSONResponse({"error": f"unknown peer {error}"}, status_code=404)
+
+    async def peers(_request: Request) -> Response:
+        return JSONResponse({"peers": source.peers()})
+
+    async def peer(request: Request) -> Response:
+        try:
+            return JSONResponse(source.peer_info(_peer(request)))
+        except UnknownPeer as error:
+            return JSONResponse({"error": f"unknown peer {error}"}, status_code=404)
+
+    async def healthz(_request: Request) -> Response:
+        ok, detail = source.health()
+        return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
+
+    routes = [
+        Route("/api/transactions", transactions),
+        Route("/api/peers", peers),
+        Route("/api/peer", peer),
+        Route("/healthz", healthz),
+    ]
+    if metrics is not None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        async def metrics_endpoint(_request: Request) -> Response:
+            return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+        routes.append(Route("/metrics", metrics_endpoint))
+    return Starlette(routes=routes)
+
+
+class BackgroundServer:
+    """Serves an app from a thread (the lab's runner is busy driving rounds on the main thread)."""
+
+    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            threading.Event().wait(0.02)
+        if not self.server.started:
+            raise RuntimeError("the HTTP server did not start (is the port in use?)")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)

@@ -1,0 +1,89 @@
+"""The lab's live HTTP server: every lab peer's `/api/transactions` while the experiment runs.
+
+Rounds are synchronous, so after each round every lab peer holds the same transactions; the runner keeps
+one copy of that tangle (from the blocks it carries between workers) and each peer's own reference.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from peer.api.app import UnknownPeer
+from peer.api.transactions import transactions_document
+from peer.node.announcement import decode_announcement
+from peer.tangle.dag import Tangle
+from peer.tangle.transaction import Transaction, decode_transaction
+
+
+class LabApiSource:
+    def __init__(
+        self, genesis: Transaction, authors: list[str], malicious: set[str], weight_horizon: int | None
+    ):
+        self.tangle = Tangle(genesis, weight_horizon=weight_horizon)
+        self.authors = authors
+        self.malicious = malicious
+        self.references: dict[str, list[str]] = {}
+        self.round = 0
+        self.rounds_total = 0
+        self.accuracy: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add_round(
+        self,
+        round_index: int,
+        blocks: dict[str, bytes],
+        announcements: list[tuple[str, str, bytes]],
+        references: dict[str, list[str]],
+        accuracy: dict[str, float],
+    ) -> None:
+        txs = []
+        for _topic, _sender, data in announcements:
+            cid = decode_announcement(data).transaction
+            if cid is not None and cid in blocks:
+                txs.append(decode_transaction(cid, blocks[cid]))
+        with self._lock:
+            for tx in txs:  # announcements come in peer order, and a round's parents are all older
+                self.tangle.add(tx)
+            self.references = references
+            self.accuracy = accuracy
+            self.round = round_index
+
+    def peers(self) -> list[str]:
+        return list(self.authors)
+
+    def _author(self, peer: str | None) -> str:
+        if peer is None:
+            return self.authors[0]
+        if peer not in self.authors:
+            raise UnknownPeer(peer)
+        return peer
+
+    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+        author = self._author(peer)
+        with self._lock:
+            return transactions_document(
+                self.tangle,
+                peer=author,
+                since=since,
+                reference=self.references.get(author, ()),
+                malicious_authors=self.malicious,
+            )
+
+    def peer_info(self, peer: str | None) -> dict[str, Any]:
+        author = self._author(peer)
+        with self._lock:
+            return {
+                "peer": author,
+                "lab": True,
+                "round": self.round,
+                "rounds": self.rounds_total,
+                "transactions": len(self.tangle),
+                "tips": len(self.tangle.tips),
+                "malicious": author in self.malicious,
+                "reference": self.references.get(author, []),
+                "referenceAccuracy": self.accuracy.get(author),
+            }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return True, {"round": self.round}
