@@ -1,0 +1,55 @@
+"""IPFS access: a thin typed async client for the kubo RPC API, and a local js-ipfs testnet.
+
+``peer.ipfs.testnet`` is imported explicitly by those who need it (tests, the lab): it manages Node.js
+processes, which the peer itself never does.
+"""
+
+from peer.ipfs.client import (
+    Car,
+    IpfsClient,
+    Link,
+    NodeId,
+    NodeVersion,
+    PubsubMessage,
+    RepoStat,
+    Subscription,
+    SwarmPeer,
+    cid_for,
+    encode_dag_cbor,
+    encode_topic,
+    normalize_cid,
+    parse_car,
+    verify_block,
+)
+from peer.ipfs.errors import (
+    IpfsApiError,
+    IpfsConnectionError,
+    IpfsError,
+    IpfsTimeout,
+    IpfsTooLarge,
+    IpfsVerificationError,
+)
+
+__all__ = [
+    "Car",
+    "IpfsApiError",
+    "IpfsClient",
+    "IpfsConnectionError",
+    "IpfsError",
+    "IpfsTimeout",
+    "IpfsTooLarge",
+    "IpfsVerificationError",
+    "Link",
+    "NodeId",
+    "NodeVersion",
+    "PubsubMessage",
+    "RepoStat",
+    "Subscription",
+    "SwarmPeer",
+    "cid_for",
+    "encode_dag_cbor",
+    "encode_topic",
+    "normalize_cid",
+    "parse_car",
+    "verify_block",
+]

@@ -1,0 +1,931 @@
+"""A thin typed async client for the kubo RPC API (``/api/v0``, POST only) on ``httpx``.
+
+It speaks the wire format of kubo >= 0.11 and is tested against js-ipfs 0.66.1 (the only IPFS node that
+runs on our machines, see ``peer.ipfs.testnet``); it uses only what both implement. Differences found
+between kubo >= 0.38 and js-ipfs 0.66.1 (which reports itself as version 0.18.1), and how they are handled:
+
+- CIDv1 text: js-ipfs prints base58btc (``zb2...``) unless asked for ``cid-base=base32``, and ``pin/ls``
+  rejects ``cid-base=base32`` outright once any CIDv0 is pinned (its init pins some). So every CID read
+  from the node is normalised to base32 locally (:func:`normalize_cid`) instead of trusting the flag.
+- ``dag/put`` on js-ipfs re-encodes its input: an integral float (``1.0``) comes back as an integer, so
+  its CID differs from a strict DAG-CBOR encoding and the value changes type. :meth:`IpfsClient.dag_put`
+  therefore encodes locally (:func:`encode_dag_cbor`, explicit :class:`Link` values), computes the CID
+  itself and stores the exact bytes with ``block/put``, then checks the node named the same CID.
+  ``block/put`` takes the codec as ``cid-codec`` on kubo but as the legacy ``format`` on js-ipfs (it
+  ignores ``cid-codec`` and falls back to dag-pb), so the client asks the node's agent once and picks.
+- ``dag/get`` answers HTTP 500 on js-ipfs: read objects with :meth:`IpfsClient.block_get`, which also
+  verifies that the bytes hash to the CID (:func:`verify_block`), and decode them locally.
+- Pinning with ``pin=true`` (block/put, dag/put, pin/add) walks the whole DAG on js-ipfs and fetches
+  missing children from the network, blocking until the timeout if one is unavailable (not checked on
+  kubo). Store children (weights, parents) before the object that links to them.
+- ``pubsub/sub`` on js-ipfs first sends an empty ``{}`` line (skipped). Messages carry the sender as a
+  plain peer id in ``from`` and multibase ``data``/``seqno``/``topicIDs`` on both.
+- ``swarm/peers``: js-ipfs appends ``/p2p/<id>`` to ``Addr``, kubo does not (stripped here); kubo sends
+  ``"Peers": null`` when there are none. ``repo/stat``: js-ipfs sends the numbers as strings.
+- Errors: js-ipfs answers a malformed CID with HTTP 400 ``"Invalid request query input"`` (Code 1),
+  kubo with its own, more specific message. js-ipfs ignores unknown query options.
+- Mid-stream failures are reported by both in an ``X-Stream-Error`` HTTP trailer that httpx cannot read:
+  ``cat`` checks ``X-Content-Length`` when the node sends it, and a CAR is checked by :func:`parse_car`.
+- libipld's ``decode_car`` accepts only dag-cbor blocks, and a CAR of an experiment holds raw leaves
+  (weights): :func:`parse_car` reads any CAR v1 and verifies each block's hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import hashlib
+import json
+import math
+import os
+import random
+import struct
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import httpx
+import libipld
+
+from peer.ipfs.errors import (
+    IpfsApiError,
+    IpfsConnectionError,
+    IpfsError,
+    IpfsTimeout,
+    IpfsTooLarge,
+    IpfsVerificationError,
+)
+
+# Multicodec and multihash codes we need by number.
+CODEC_RAW = 0x55
+CODEC_DAG_PB = 0x70
+CODEC_DAG_CBOR = 0x71
+MH_IDENTITY = 0x00
+MH_SHA2_256 = 0x12
+
+# Error bodies are small; anything bigger is not an error body worth keeping.
+_MAX_ERROR_BODY = 64 * 1024
+# Pubsub lines over ~512 KiB already break common clients; 1 MiB bounds memory without refusing them.
+DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
+_MAX_DAG_DEPTH = 64
+
+
+class _Default(enum.Enum):
+    """Sentinel type: 'use the client's configured timeout' (None already means 'no timeout')."""
+
+    TOKEN = 0
+
+
+DEFAULT = _Default.TOKEN
+TimeoutArg = float | None | _Default
+
+
+# --------------------------------------------------------------------------------------------------
+# CIDs, blocks, DAG-CBOR and CAR helpers (pure functions, no I/O)
+# --------------------------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """Decode an unsigned LEB128 varint at ``pos``; return (value, next position)."""
+    value = 0
+    for i in range(10):
+        if pos + i >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("varint longer than 10 bytes")
+
+
+def _b32(data: bytes) -> str:
+    return "b" + base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+def cid_to_bytes(cid: str | bytes) -> bytes:
+    """Binary form of a CID given as text (any multibase, or CIDv0) or as bytes."""
+    try:
+        info = libipld.decode_cid(cid)
+    except ValueError as e:
+        raise ValueError(f"invalid CID {cid!r}: {e}") from e
+    mh = info["hash"]
+    multihash = _varint(mh["code"]) + _varint(mh["size"]) + mh["digest"]
+    if info["version"] == 0:
+        return multihash
+    return _varint(1) + _varint(info["codec"]) + multihash
+
+
+def normalize_cid(cid: str | bytes) -> str:
+    """Canonical text of a CID: CIDv1 in base32 (what kubo prints); a CIDv0 stays as it is.
+
+    Nodes differ in the multibase they print (js-ipfs: base58btc), so CIDs are compared only after this.
+    """
+    raw = cid_to_bytes(cid)
+    if raw[:2] == b"\x12\x20" and len(raw) == 34:
+        return libipld.encode_cid(raw)
+    return _b32(raw)
+
+
+def cid_for(data: bytes, codec: int = CODEC_RAW) -> str:
+    """The CIDv1 (sha2-256, base32) of a block with the given codec."""
+    digest = hashlib.sha256(data).digest()
+    return _b32(_varint(1) + _varint(codec) + _varint(MH_SHA2_256) + _varint(len(digest)) + digest)
+
+
+def verify_block(cid: str | bytes, data: bytes) -> None:
+    """Raise :class:`IpfsVerificationError` unless ``data`` hashes to the multihash inside ``cid``.
+
+    Supports sha2-256 (what every node here uses by default) and identity multihashes; anything else
+    is refused rather than trusted unchecked.
+    """
+    try:
+        mh = libipld.decode_cid(cid)["hash"]
+    except ValueError as e:
+        raise IpfsVerificationError(f"cannot verify against invalid CID {cid!r}: {e}") from e
+    if mh["code"] == MH_SHA2_256:
+        ok = mh["size"] == 32 and hashlib.sha256(data).digest() == mh["digest"]
+    elif mh["code"] == MH_IDENTITY:
+        ok = data == mh["digest"]
+    else:
+        raise IpfsVerificationError(f"unsupported multihash 0x{mh['code']:x} in {cid!r}")
+    if not ok:
+        raise IpfsVerificationError(f"block of {len(data)} bytes does not hash to {cid!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An IPLD link (DAG-CBOR tag 42) to ``cid``. Use it in objects given to :func:`encode_dag_cbor`."""
+
+    cid: str
+
+    def __post_init__(self) -> None:
+        cid_to_bytes(self.cid)  # fail early on a malformed CID, not at publish time
+
+
+def _head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes([major << 5 | n])
+    if n < 1 << 8:
+        return bytes([major << 5 | 24, n])
+    if n < 1 << 16:
+        return bytes([major << 5 | 25]) + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return bytes([major << 5 | 26]) + n.to_bytes(4, "big")
+    if n < 1 << 64:
+        return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
+    raise ValueError(f"integer {n} out of the 64-bit range of DAG-CBOR")
+
+
+def _link_target(value: Any) -> str | None:
+    if isinstance(value, Link):
+        return value.cid
+    # dag-json's link form {"/": "<cid>"} is accepted too, as the node's dag-json codec would read it.
+    if isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get("/"), str):
+        return value["/"]
+    return None
+
+
+def _encode(value: Any, out: bytearray, depth: int) -> None:
+    if depth > _MAX_DAG_DEPTH:
+        raise ValueError("object nested too deeply for DAG-CBOR encoding")
+    target = _link_target(value)
+    if target is not None:
+        raw = b"\x00" + cid_to_bytes(target)  # the leading 0x00 is the identity multibase prefix
+        out += b"\xd8\x2a" + _head(2, len(raw)) + raw
+    elif value is None:
+        out += b"\xf6"
+    elif value is True:
+        out += b"\xf5"
+    elif value is False:
+        out += b"\xf4"
+    elif isinstance(value, int):
+        out += _head(0, value) if value >= 0 else _head(1, -1 - value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("DAG-CBOR cannot hold NaN or infinity")
+        # Always 64-bit, as DAG-CBOR requires; -0.0 as 0.0, like libipld, so both give the same CID.
+        out += b"\xfb" + struct.pack(">d", value if value != 0.0 else 0.0)
+    elif isinstance(value, str):
+        encoded = value.encode("utf-8")
+        out += _head(3, len(encoded)) + encoded
+    elif isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        out += _head(2, len(data)) + data
+    elif isinstance(value, list | tuple):
+        out += _head(4, len(value))
+        for item in value:
+            _encode(item, out, depth + 1)
+    elif isinstance(value, Mapping):
+        keys: list[tuple[bytes, Any]] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"DAG-CBOR map keys must be strings, got {type(key).__name__}")
+            keys.append((key.encode("utf-8"), item))
+        # Canonical DAG-CBOR order: shorter keys first, then bytewise.
+        keys.sort(key=lambda kv: (len(kv[0]), kv[0]))
+        out += _head(5, len(keys))
+        for encoded_key, item in keys:
+            out += _head(3, len(encoded_key)) + encoded_key
+            _encode(item, out, depth + 1)
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as DAG-CBOR")
+
+
+def encode_dag_cbor(obj: Any) -> bytes:
+    """Strict DAG-CBOR encoding with explicit links.
+
+    Links are :class:`Link` values (or dag-json ``{"/": cid}`` maps); ``bytes`` are always byte strings.
+    We do not use libipld's encoder because it turns any ``bytes`` that merely start like a CID into a
+    link, which would silently corrupt binary fields.
+    """
+    out = bytearray()
+    _encode(obj, out, 0)
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Car:
+    """A parsed CAR v1: its roots and its blocks by (normalised) CID, in file order."""
+
+    roots: list[str]
+    blocks: dict[str, bytes]
+
+
+def parse_car(data: bytes, *, verify: bool = True) -> Car:
+    """Parse a CAR v1 file (any block codecs) and, by default, verify every block against its CID."""
+    view = memoryview(data)
+    header_len, pos = _read_varint(view, 0)
+    if pos + header_len > len(view):
+        raise ValueError("truncated CAR header")
+    header = libipld.decode_dag_cbor(bytes(view[pos : pos + header_len]))
+    pos += header_len
+    if not isinstance(header, dict) or header.get("version") != 1:
+        raise ValueError(f"not a CAR v1 header: {header!r}")
+    roots = [normalize_cid(bytes(root)) for root in header.get("roots", [])]
+    blocks: dict[str, bytes] = {}
+    while pos < len(view):
+        section_len, start = _read_varint(view, pos)
+        end = start + section_len
+        if end > len(view):
+            raise ValueError("truncated CAR block section")
+        if view[start] == 0x12 and view[start + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
+            cid_end = start + 34
+        else:
+            cursor = start
+            for _ in range(3):  # version, codec, multihash code
+                _, cursor = _read_varint(view, cursor)
+            size, cursor = _read_varint(view, cursor)
+            cid_end = cursor + size
+        if cid_end > end:
+            raise ValueError("CAR block CID runs past its section")
+        cid = normalize_cid(bytes(view[start:cid_end]))
+        block = bytes(view[cid_end:end])
+        if verify:
+            verify_block(cid, block)
+        blocks[cid] = block
+        pos = end
+    return Car(roots=roots, blocks=blocks)
+
+
+def encode_topic(topic: str) -> str:
+    """Pubsub topics travel as multibase base64url without padding (``u`` prefix)."""
+    return "u" + base64.urlsafe_b64encode(topic.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_multibase(value: str) -> bytes:
+    try:
+        return libipld.decode_multibase(value)[1]
+    except ValueError as e:
+        raise IpfsError(f"bad multibase value from the node: {value!r}") from e
+
+
+# --------------------------------------------------------------------------------------------------
+# Response types
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeId:
+    peer_id: str
+    public_key: str
+    addresses: list[str]
+    agent_version: str
+    protocols: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeVersion:
+    version: str
+    commit: str
+    repo: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmPeer:
+    peer_id: str
+    addr: str  # without the trailing /p2p/<peer_id>
+
+
+@dataclass(frozen=True, slots=True)
+class RepoStat:
+    num_objects: int
+    repo_size: int
+    storage_max: int
+    repo_path: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class PubsubMessage:
+    from_peer: str  # libp2p peer id of the publishing node (kubo and js-ipfs sign messages)
+    data: bytes
+    seqno: bytes
+    topics: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------------
+
+
+def api_base_url(api: str) -> str:
+    """``http://host:port[/api/v0]`` or a multiaddr like ``/ip4/127.0.0.1/tcp/5001`` -> the /api/v0 URL."""
+    if api.startswith("/"):
+        parts = api.strip("/").split("/")
+        if len(parts) < 4 or parts[0] not in {"ip4", "ip6", "dns", "dns4", "dns6"} or parts[2] != "tcp":
+            raise ValueError(f"unsupported API multiaddr {api!r}")
+        host = f"[{parts[1]}]" if parts[0] == "ip6" else parts[1]
+        scheme = "https" if "https" in parts[4:] else "http"
+        api = f"{scheme}://{host}:{parts[3]}"
+    base = api.rstrip("/")
+    return base if base.endswith("/api/v0") else base + "/api/v0"
+
+
+class IpfsClient:
+    """Async client for one IPFS node's RPC API.
+
+    ``timeout`` (seconds, ``None`` for none) bounds every call as a whole; streaming calls
+    (:meth:`dag_export`) use it as an idle timeout between chunks, and subscriptions have no read
+    timeout. Idempotent reads are retried ``retries`` times on connection errors and timeouts with
+    exponential backoff; writes are never retried here (the caller knows whether a repeat is safe).
+    """
+
+    def __init__(
+        self,
+        api_url: str = "http://127.0.0.1:5001",
+        *,
+        timeout: float | None = 30.0,
+        retries: int = 2,
+        backoff: float = 0.25,
+        max_backoff: float = 5.0,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive or None")
+        self.base_url = api_base_url(api_url)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_json_bytes = max_json_bytes
+        self._flavor: Literal["kubo", "js-ipfs"] | None = None
+        # trust_env=False: a proxy from the environment must never sit between a peer and its own node.
+        # keepalive_expiry below js-ipfs's 5 s server keep-alive, so we never reuse a connection the
+        # node is closing at that moment (a write would then fail, and writes are not retried).
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(keepalive_expiry=2.0),
+            transport=transport,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"IpfsClient({self.base_url!r})"
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _timeout(self, request_timeout: TimeoutArg) -> float | None:
+        return self.timeout if isinstance(request_timeout, _Default) else request_timeout
+
+    async def _request(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        files: Mapping[str, Any] | None = None,
+        request_timeout: TimeoutArg = DEFAULT,
+        max_bytes: int | None = None,
+        idempotent: bool = False,
+    ) -> tuple[bytes, httpx.Headers]:
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                return await self._request_once(
+                    path, params, files, self._timeout(request_timeout), max_bytes
+                )
+            except (IpfsConnectionError, IpfsTimeout):
+                if attempt + 1 >= attempts:
+                    raise
+                delay = min(self.backoff * 2**attempt, self.max_backoff)
+                # Jitter so peers that lost the same node do not retry in lockstep.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+        raise AssertionError("unreachable")
+
+    async def _request_once(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        files: Mapping[str, Any] | None,
+        limit: float | None,
+        max_bytes: int | None,
+    ) -> tuple[bytes, httpx.Headers]:
+        try:
+            # httpx's timeouts are per phase (each read); asyncio.timeout makes it a deadline for the call.
+            async with (
+                asyncio.timeout(limit),
+                self._http.stream(
+                    "POST", path, params=params, files=files, timeout=httpx.Timeout(limit)
+                ) as response,
+            ):
+                if response.status_code != 200:
+                    raise await _api_error(response)
+                body = await _read_limited(response, max_bytes, path)
+                return body, response.headers
+        except TimeoutError as e:
+            raise IpfsTimeout(f"{path} did not finish within {limit} s") from e
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"{path} timed out: {e!r}") from e
+        except httpx.RequestError as e:
+            raise IpfsConnectionError(f"{path} on {self.base_url}: {e!r}") from e
+
+    async def _json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        files: Mapping[str, Any] | None = None,
+        request_timeout: TimeoutArg = DEFAULT,
+        idempotent: bool = False,
+    ) -> Any:
+        body, _ = await self._request(
+            path,
+            params,
+            files=files,
+            request_timeout=request_timeout,
+            max_bytes=self.max_json_bytes,
+            idempotent=idempotent,
+        )
+        try:
+            return json.loads(body) if body.strip() else {}
+        except json.JSONDecodeError:
+            # Some commands answer NDJSON (one object per line); return the lines as a list.
+            return _ndjson(body, path)
+
+    async def flavor(self) -> Literal["kubo", "js-ipfs"]:
+        """Which implementation the node is (asked once), for the few calls whose options differ."""
+        if self._flavor is None:
+            agent = (await self.id()).agent_version
+            self._flavor = "js-ipfs" if agent.startswith("js-ipfs") else "kubo"
+        return self._flavor
+
+    # -- node --------------------------------------------------------------------------------------
+
+    async def id(self, *, request_timeout: TimeoutArg = DEFAULT) -> NodeId:
+        obj = await self._json("id", request_timeout=request_timeout, idempotent=True)
+        return NodeId(
+            peer_id=obj["ID"],
+            public_key=obj.get("PublicKey", ""),
+            addresses=list(obj.get("Addresses") or []),
+            agent_version=obj.get("AgentVersion", ""),
+            protocols=list(obj.get("Protocols") or []),
+        )
+
+    async def version(self, *, request_timeout: TimeoutArg = DEFAULT) -> NodeVersion:
+        obj = await self._json("version", request_timeout=request_timeout, idempotent=True)
+        return NodeVersion(
+            version=str(obj.get("Version", "")),
+            commit=str(obj.get("Commit", "")),
+            repo=str(obj.get("Repo", "")),
+            raw=obj,
+        )
+
+    async def repo_stat(self, *, request_timeout: TimeoutArg = DEFAULT) -> RepoStat:
+        obj = await self._json("repo/stat", request_timeout=request_timeout, idempotent=True)
+        return RepoStat(
+            num_objects=int(obj.get("NumObjects", 0)),
+            repo_size=int(obj.get("RepoSize", 0)),
+            storage_max=int(obj.get("StorageMax", 0)),
+            repo_path=str(obj.get("RepoPath", "")),
+            version=str(obj.get("Version", "")),
+        )
+
+    # -- files and blocks --------------------------------------------------------------------------
+
+    async def add(
+        self, data: bytes, *, pin: bool = True, filename: str = "data", request_timeout: TimeoutArg = DEFAULT
+    ) -> str:
+        """Add ``data`` as a UnixFS file (CIDv1, raw leaves, sha2-256); return its CID in base32."""
+        params = {
+            "cid-version": 1,
+            "raw-leaves": True,
+            "hash": "sha2-256",
+            "pin": pin,
+            "cid-base": "base32",  # js-ipfs prints base58btc otherwise; kubo's default for v1 anyway
+        }
+        files = {"file": (filename, data, "application/octet-stream")}
+        body, _ = await self._request(
+            "add", params, files=files, request_timeout=request_timeout, max_bytes=1 << 20
+        )
+        entries = [e for e in _ndjson(body, "add") if "Hash" in e]
+        if not entries:
+            raise IpfsError(f"add returned no CID: {body[:200]!r}")
+        return normalize_cid(entries[-1]["Hash"])
+
+    async def cat(
+        self, cid: str, *, max_bytes: int, offset: int = 0, request_timeout: TimeoutArg = DEFAULT
+    ) -> bytes:
+        """The content of a UnixFS file; :class:`IpfsTooLarge` as soon as it exceeds ``max_bytes``."""
+        # Ask for one byte past the limit: enough to tell "too large", and the node stops there.
+        params = {"arg": cid, "offset": offset, "length": max_bytes + 1}
+        body, headers = await self._request(
+            "cat", params, request_timeout=request_timeout, max_bytes=max_bytes, idempotent=True
+        )
+        expected = headers.get("x-content-length")
+        if expected is not None and expected.isdigit() and offset == 0 and len(body) < int(expected):
+            # kubo reports a failure mid-stream only in a trailer; a short body is how we see it.
+            raise IpfsConnectionError(f"cat {cid}: got {len(body)} of {expected} bytes")
+        return body
+
+    async def block_get(
+        self, cid: str, *, max_bytes: int, verify: bool = True, request_timeout: TimeoutArg = DEFAULT
+    ) -> bytes:
+        """Raw bytes of one block; by default checked to hash to ``cid`` (:func:`verify_block`)."""
+        body, _ = await self._request(
+            "block/get", {"arg": cid}, request_timeout=request_timeout, max_bytes=max_bytes, idempotent=True
+        )
+        if verify:
+            verify_block(cid, body)
+        return body
+
+    async def block_get_verified(
+        self, cid: str, *, max_bytes: int, request_timeout: TimeoutArg = DEFAULT
+    ) -> bytes:
+        """:meth:`block_get` that always verifies the hash (explicit name for call sites that rely on it)."""
+        return await self.block_get(cid, max_bytes=max_bytes, verify=True, request_timeout=request_timeout)
+
+    async def block_put(
+        self,
+        data: bytes,
+        *,
+        codec: Literal["raw", "dag-cbor", "dag-pb"] = "raw",
+        pin: bool = False,
+        request_timeout: TimeoutArg = DEFAULT,
+    ) -> str:
+        """Store ``data`` as one block (sha2-256, CIDv1) without re-encoding; return the node's CID."""
+        params: dict[str, Any] = {"mhtype": "sha2-256", "pin": pin}
+        if await self.flavor() == "js-ipfs":
+            params["format"] = codec  # js-ipfs ignores cid-codec and would label the block dag-pb
+        else:
+            params["cid-codec"] = codec  # kubo: `format` is the deprecated spelling
+        files = {"file": ("block", data, "application/octet-stream")}
+        obj = await self._json("block/put", params, files=files, request_timeout=request_timeout)
+        if isinstance(obj, list):  # NDJSON, one entry per block
+            obj = obj[-1]
+        return normalize_cid(obj["Key"])
+
+    async def dag_put(self, obj: Any, *, pin: bool = True, request_timeout: TimeoutArg = DEFAULT) -> str:
+        """Store ``obj`` as a DAG-CBOR block with real links (:class:`Link`); return its CID.
+
+        The CID is computed locally and must match the node's, so the caller's id for the object does
+        not depend on how a node re-encodes values. With ``pin`` (recursive), js-ipfs fetches every
+        linked block, so add linked objects first.
+        """
+        data = encode_dag_cbor(obj)
+        expected = cid_for(data, CODEC_DAG_CBOR)
+        got = await self.block_put(data, codec="dag-cbor", pin=pin, request_timeout=request_timeout)
+        if got != expected:
+            raise IpfsVerificationError(f"node stored the object as {got}, expected {expected}")
+        return expected
+
+    async def dag_export(
+        self, cid: str, *, max_bytes: int | None = None, request_timeout: TimeoutArg = DEFAULT
+    ) -> AsyncIterator[bytes]:
+        """Stream the CAR v1 of the DAG under ``cid`` (the node fetches missing blocks from peers).
+
+        ``request_timeout`` is the longest wait for the next chunk, not for the whole export.
+        Aborts with :class:`IpfsTooLarge` once more than ``max_bytes`` arrived.
+        """
+        t = self._timeout(request_timeout)
+        total = 0
+        try:
+            async with self._http.stream(
+                "POST", "dag/export", params={"arg": cid}, timeout=httpx.Timeout(t)
+            ) as response:
+                if response.status_code != 200:
+                    raise await _api_error(response)
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if max_bytes is not None and total > max_bytes:
+                        raise IpfsTooLarge(max_bytes, f"CAR export of {cid}")
+                    yield chunk
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"dag/export {cid}: no data for {t} s") from e
+        except httpx.RequestError as e:
+            raise IpfsConnectionError(f"dag/export {cid} on {self.base_url}: {e!r}") from e
+
+    async def dag_export_to(
+        self,
+        cid: str,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = None,
+        request_timeout: TimeoutArg = DEFAULT,
+    ) -> int:
+        """Write the CAR of ``cid`` to ``path`` (atomically, via a temporary file); return its size."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        size = 0
+        handle = await asyncio.to_thread(partial.open, "wb")
+        try:
+            async for chunk in self.dag_export(cid, max_bytes=max_bytes, request_timeout=request_timeout):
+                await asyncio.to_thread(handle.write, chunk)
+                size += len(chunk)
+            await asyncio.to_thread(handle.close)
+            await asyncio.to_thread(os.replace, partial, target)
+        except BaseException:
+            handle.close()
+            partial.unlink(missing_ok=True)
+            raise
+        return size
+
+    # -- pins --------------------------------------------------------------------------------------
+
+    async def pin_add(
+        self, cid: str, *, recursive: bool = True, request_timeout: TimeoutArg = DEFAULT
+    ) -> list[str]:
+        obj = await self._json(
+            "pin/add", {"arg": cid, "recursive": recursive}, request_timeout=request_timeout
+        )
+        return [normalize_cid(c) for c in obj.get("Pins") or []]
+
+    async def pin_rm(
+        self, cid: str, *, recursive: bool = True, request_timeout: TimeoutArg = DEFAULT
+    ) -> list[str]:
+        obj = await self._json(
+            "pin/rm", {"arg": cid, "recursive": recursive}, request_timeout=request_timeout
+        )
+        return [normalize_cid(c) for c in obj.get("Pins") or []]
+
+    async def pin_ls(
+        self,
+        type: Literal["recursive", "direct", "indirect", "all"] = "recursive",
+        *,
+        request_timeout: TimeoutArg = DEFAULT,
+    ) -> dict[str, str]:
+        """Pinned CIDs (normalised, see :func:`normalize_cid`) mapped to their pin type."""
+        obj = await self._json("pin/ls", {"type": type}, request_timeout=request_timeout, idempotent=True)
+        if isinstance(obj, list):  # streamed form, one {"Cid", "Type"} a line
+            return {normalize_cid(e["Cid"]): e["Type"] for e in obj}
+        return {normalize_cid(c): info["Type"] for c, info in (obj.get("Keys") or {}).items()}
+
+    async def is_pinned(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> bool:
+        """Whether ``cid`` is pinned (any type), without listing every pin."""
+        try:
+            obj = await self._json(
+                "pin/ls", {"arg": cid, "type": "all"}, request_timeout=request_timeout, idempotent=True
+            )
+        except IpfsApiError as e:
+            if "not pinned" in e.message:  # same wording on kubo and js-ipfs
+                return False
+            raise
+        return bool(obj.get("Keys")) if isinstance(obj, dict) else bool(obj)
+
+    # -- swarm -------------------------------------------------------------------------------------
+
+    async def swarm_peers(self, *, request_timeout: TimeoutArg = DEFAULT) -> list[SwarmPeer]:
+        obj = await self._json("swarm/peers", request_timeout=request_timeout, idempotent=True)
+        peers = []
+        for entry in obj.get("Peers") or []:  # kubo: null when there are none
+            peer_id, addr = entry["Peer"], entry.get("Addr", "")
+            suffix = f"/p2p/{peer_id}"
+            peers.append(SwarmPeer(peer_id=peer_id, addr=addr.removesuffix(suffix)))
+        return peers
+
+    async def swarm_connect(self, multiaddr: str, *, request_timeout: TimeoutArg = DEFAULT) -> None:
+        await self._json("swarm/connect", {"arg": multiaddr}, request_timeout=request_timeout)
+
+    # -- pubsub ------------------------------------------------------------------------------------
+
+    async def pubsub_pub(self, topic: str, data: bytes, *, request_timeout: TimeoutArg = DEFAULT) -> None:
+        """Publish ``data`` on ``topic``. Keep it small (announce CIDs, never weights)."""
+        files = {"file": ("data", data, "application/octet-stream")}
+        await self._request(
+            "pubsub/pub", {"arg": encode_topic(topic)}, files=files, request_timeout=request_timeout
+        )
+
+    def pubsub_sub(self, topic: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Subscription:
+        """A subscription to ``topic``: ``async with client.pubsub_sub(t) as sub: async for msg in sub``.
+
+        Entering the context waits until the node accepted the subscription; iterating without it
+        subscribes lazily on the first ``__anext__``.
+        """
+        return Subscription(self, topic, max_line_bytes=max_line_bytes)
+
+    async def pubsub_peers(self, topic: str, *, request_timeout: TimeoutArg = DEFAULT) -> list[str]:
+        obj = await self._json(
+            "pubsub/peers", {"arg": encode_topic(topic)}, request_timeout=request_timeout, idempotent=True
+        )
+        return list(obj.get("Strings") or [])
+
+    async def pubsub_ls(self, *, request_timeout: TimeoutArg = DEFAULT) -> list[str]:
+        obj = await self._json("pubsub/ls", request_timeout=request_timeout, idempotent=True)
+        return [_decode_multibase(t).decode("utf-8", "replace") for t in obj.get("Strings") or []]
+
+
+class Subscription:
+    """A live ``pubsub/sub`` stream. Not safe for concurrent iteration; close it with :meth:`aclose`.
+
+    The stream never ends on its own: if the node closes it (stopped, restarted) iteration raises
+    :class:`IpfsConnectionError`, so the caller can resubscribe.
+    """
+
+    def __init__(self, client: IpfsClient, topic: str, *, max_line_bytes: int) -> None:
+        self.topic = topic
+        self._client = client
+        self._max_line_bytes = max_line_bytes
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._buffer = bytearray()
+        self._closed = False
+
+    async def start(self) -> Self:
+        """Send the request and wait for the node to accept it (bounded by the client's timeout)."""
+        if self._response is not None:
+            return self
+        if self._closed:
+            raise IpfsError("subscription is closed")
+        client = self._client
+        t = client.timeout
+        # No read timeout: a quiet topic is normal. Connecting and the answer's headers are bounded.
+        request = client._http.build_request(
+            "POST",
+            "pubsub/sub",
+            params={"arg": encode_topic(self.topic)},
+            timeout=httpx.Timeout(t, read=None),
+        )
+        try:
+            async with asyncio.timeout(t):
+                response = await client._http.send(request, stream=True)
+        except TimeoutError as e:
+            raise IpfsTimeout(f"pubsub/sub {self.topic!r} not accepted within {t} s") from e
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"pubsub/sub {self.topic!r}: {e!r}") from e
+        except httpx.RequestError as e:
+            raise IpfsConnectionError(f"pubsub/sub on {client.base_url}: {e!r}") from e
+        if response.status_code != 200:
+            try:
+                raise await _api_error(response)
+            finally:
+                await response.aclose()
+        self._response = response
+        self._chunks = response.aiter_bytes()
+        return self
+
+    async def aclose(self) -> None:
+        self._closed = True
+        response, self._response, self._chunks = self._response, None, None
+        if response is not None:
+            await response.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> PubsubMessage:
+        if self._closed:
+            raise StopAsyncIteration
+        await self.start()
+        while True:
+            line = await self._next_line()
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise IpfsError(f"bad pubsub line: {line[:200]!r}") from e
+            if not obj:  # js-ipfs opens every subscription with an empty {} line
+                continue
+            return PubsubMessage(
+                from_peer=str(obj.get("from", "")),
+                data=_decode_multibase(obj["data"]) if obj.get("data") else b"",
+                seqno=_decode_multibase(obj["seqno"]) if obj.get("seqno") else b"",
+                topics=tuple(
+                    _decode_multibase(t).decode("utf-8", "replace") for t in obj.get("topicIDs") or []
+                ),
+            )
+
+    async def _next_line(self) -> bytes:
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                return line
+            if len(self._buffer) > self._max_line_bytes:
+                await self.aclose()
+                raise IpfsTooLarge(self._max_line_bytes, "pubsub message line")
+            assert self._chunks is not None
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                await self.aclose()
+                raise IpfsConnectionError(f"subscription to {self.topic!r} was closed by the node") from None
+            except httpx.RequestError as e:
+                await self.aclose()
+                raise IpfsConnectionError(f"subscription to {self.topic!r} broke: {e!r}") from e
+            self._buffer += chunk
+
+
+# --------------------------------------------------------------------------------------------------
+# Response helpers
+# --------------------------------------------------------------------------------------------------
+
+
+async def _read_limited(response: httpx.Response, max_bytes: int | None, what: str) -> bytes:
+    """Read the body, aborting as soon as it grows past ``max_bytes`` (never buffering beyond it)."""
+    if max_bytes is not None:
+        # A declared size past the limit fails before any body byte is read (X-Content-Length: kubo cat).
+        for header in ("content-length", "x-content-length"):
+            declared = response.headers.get(header)
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise IpfsTooLarge(max_bytes, what)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if max_bytes is not None and len(body) > max_bytes:
+            raise IpfsTooLarge(max_bytes, what)
+    return bytes(body)
+
+
+async def _api_error(response: httpx.Response) -> IpfsApiError:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= _MAX_ERROR_BODY:
+            break
+    text = bytes(body[:_MAX_ERROR_BODY]).decode("utf-8", "replace").strip()
+    try:
+        obj = json.loads(text)
+        message, code, type_ = str(obj["Message"]), obj.get("Code"), str(obj.get("Type", "error"))
+    except (json.JSONDecodeError, KeyError, TypeError):
+        # kubo answers unknown paths with a plain-text 404; keep whatever it said.
+        message, code, type_ = text or response.reason_phrase, None, "error"
+    return IpfsApiError(
+        message, code=code if isinstance(code, int) else None, type_=type_, status=response.status_code
+    )
+
+
+def _ndjson(body: bytes, what: str) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise IpfsError(f"{what}: unreadable response {body[:200]!r}") from e
