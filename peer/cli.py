@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfi
 from rich.console import Console
 
 from peer.config import LabSettings, describe_errors
+from visualizer.config import VizSettings
 
 
 class LabCommand(LabSettings):
@@ -47,12 +48,23 @@ class LabCommand(LabSettings):
         print_summary(result, paths, console)
 
 
+class VizCommand(VizSettings):
+    """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
+
+    def cli_cmd(self) -> None:
+        from visualizer.server import serve
+
+        # a subcommand is parsed from flags only: build it again so VIZ_* variables fill what flags left unset
+        serve(VizSettings(**self.model_dump(exclude_unset=True)))
+
+
 class Tangle(BaseSettings):
     """Learning Tangle: decentralized learning on a Tangle ledger over IPFS."""
 
     model_config = SettingsConfigDict(cli_prog_name="tangle", cli_kebab_case=True)
 
     lab: CliSubCommand[LabCommand]
+    viz: CliSubCommand[VizCommand]
 
     def cli_cmd(self) -> None:
         CliApp.run_subcommand(self)

@@ -30,6 +30,11 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
             writer.writerow(dataclasses.asdict(record))
     paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
     plot_accuracy(result, paths["plot"])
+    from visualizer.report import write_lab_report
+
+    report = write_lab_report(out)  # None without Bokeh (the viz extra)
+    if report is not None:
+        paths["report"] = report
     return paths
 
 

@@ -1,0 +1,73 @@
+"""Headless Debian Chromium driven by Playwright, for the visualizer's browser tests and benchmark.
+
+Never downloads a browser: it runs /usr/bin/chromium (apt-get install chromium).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None. In CI (CI set) a missing browser is a failure."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install playwright)"
+    return None
+
+
+@contextmanager
+def chromium_page(viewport: tuple[int, int] = (1400, 1000)) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh profile, and the list its JavaScript errors (console errors, page errors) go to."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": viewport[0], "height": viewport[1]},
+        )
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            yield page, errors
+        finally:
+            context.close()
+
+
+NODE_POSITION_JS = """(i) => {
+  const doc = Bokeh.documents[0];
+  const plot = doc.get_model_by_name('tangle');
+  const view = Bokeh.index.find_one(plot);
+  const nodes = doc.get_model_by_name('nodes');
+  const renderer = plot.renderers.find(r => r.data_source === nodes);
+  const x = nodes.data[renderer.glyph.x.field][i], y = nodes.data.y[i];
+  const box = view.canvas_view.el.getBoundingClientRect();
+  const sx = view.frame.x_scale.compute(x), sy = view.frame.y_scale.compute(y);
+  return [box.left + sx, box.top + sy, nodes.data.name[i]];
+}"""
+
+DRAWN_JS = (
+    "() => Bokeh.documents.length ? Bokeh.documents[0].get_model_by_name('nodes').data.name.length : -1"
+)

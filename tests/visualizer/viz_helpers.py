@@ -1,0 +1,76 @@
+"""Helpers of the visualizer tests: synthetic tangles, lab output folders, ports, waiting for servers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from peer.api.transactions import transactions_document
+from visualizer.synthetic import lab_like_tangle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tangle_nodes(transactions: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """`/api/transactions` node documents of a synthetic lab-like tangle."""
+    return transactions_document(lab_like_tangle(transactions, **kwargs), peer="x")["nodes"]
+
+
+def write_lab_folder(folder: Path, transactions: int = 60, peers: int = 5) -> Path:
+    """A lab output folder as `tangle lab` writes it (tangle.json, metrics.csv, summary.json)."""
+    tangle = lab_like_tangle(transactions, peers=peers)
+    doc = transactions_document(tangle, peer="peer-000", reference=tangle.tips[:2])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tangle.json").write_text(json.dumps(doc))
+    rounds = int(max(n["timeCreated"] for n in doc["nodes"]))
+    with (folder / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["round", "transactions", "tips", "tangle_accuracy", "fedavg_accuracy"]
+        )
+        writer.writeheader()
+        for r in range(1, rounds + 1):
+            count = sum(1 for n in doc["nodes"] if n["timeCreated"] <= r)
+            writer.writerow(
+                {"round": r, "transactions": count, "tips": peers, "tangle_accuracy": r / (rounds + 1),
+                 "fedavg_accuracy": min(1.0, 1.2 * r / (rounds + 1))}
+            )  # fmt: skip
+    (folder / "summary.json").write_text(
+        json.dumps({"config": {"peers": peers, "rounds": rounds, "seed": 0}})
+    )
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(
+    url: str,
+    ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+    timeout: float = 60,
+    process: subprocess.Popen[bytes] | None = None,
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered")
+        try:
+            response = httpx.get(url, timeout=5)
+            if ok(response):
+                return response
+            last = response.status_code
+        except httpx.HTTPError as error:
+            last = error
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer in {timeout} s (last: {last})")
