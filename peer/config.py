@@ -54,6 +54,11 @@ class LearningSettings(BaseSettings):
         35, ge=1, description="tip samplings that decide the reference (consensus) model"
     )
     reference_top_k: int = Field(10, ge=1, description="the reference model averages the k best transactions")
+    reference_loss_tolerance: float = Field(
+        3.0,
+        ge=1,
+        description="the reference averages only models whose local loss is within this factor of the best",
+    )
     tip_selector: Literal["weighted", "accuracy"] = Field(
         "weighted", description="IOTA weighted random walk, or the accuracy-biased walk"
     )
@@ -133,6 +138,12 @@ class LabSettings(LearningSettings):
     api_host: str = Field("127.0.0.1", description="address the live API binds to")
     round_delay: float = Field(0.0, ge=0, description="seconds to pause after each round (to watch it live)")
     linger: float = Field(0.0, ge=0, description="seconds to keep serving the live API after the last round")
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve every lab peer's Prometheus metrics at /metrics on this port (may equal api_port)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -22,12 +22,13 @@ from peer.lab.fedavg import FedAvg
 from peer.lab.live import LabApiSource
 from peer.lab.worker import LabWorker, author_name, serve
 from peer.learning.genesis import genesis_weights
+from peer.metrics import LabMetrics, metrics_app
 from peer.models import create_model
 from peer.node.peer import make_genesis
 
 ACTIVITY = 3  # purpose index of the random stream that picks active peers
 # settings that change how a run is watched, not what it computes: kept out of summary.json
-RUNTIME_ONLY = {"progress", "workers", "out", "api_port", "api_host", "round_delay", "linger"}
+RUNTIME_ONLY = {"progress", "workers", "out", "api_port", "api_host", "round_delay", "linger", "metrics_port"}
 
 
 class WorkerHandle:
@@ -141,8 +142,12 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
     fedavg = _baseline(settings)
     records: list[RoundRecord] = []
     trainings = 0
-    live, server = _live_api(settings)
+    lab_metrics = LabMetrics() if settings.metrics_port is not None else None
+    live, server = _live_api(settings, lab_metrics)
+    metrics_server = _metrics_server(settings, lab_metrics)
     try:
+        if lab_metrics is not None:  # the peers are scrapeable (at zero) before the first round ends
+            lab_metrics.update([handle.call("metrics_snapshot") for handle in handles])
         for round_index in range(1, settings.rounds + 1):
             active = _active_peers(settings, round_index)
             trainings += len(active)
@@ -182,6 +187,8 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
                 record.fedavg_accuracy = baseline["accuracy"]
                 record.fedavg_loss = baseline["loss"]
                 record.fedavg_misclassification_3_as_8 = baseline["misclassification_3_as_8"]
+            if lab_metrics is not None:
+                lab_metrics.update([handle.call("metrics_snapshot") for handle in handles], record)
             records.append(record)
             if on_round is not None:
                 on_round(record)
@@ -193,13 +200,15 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
         for evaluation in evaluations.values():
             for reason, count in evaluation["rejected"].items():
                 rejected[reason] = rejected.get(reason, 0) + count
-        if server is not None and settings.linger:
+        if (server is not None or metrics_server is not None) and settings.linger:
             time.sleep(settings.linger)
     finally:
         for handle in handles:
             handle.close()
         if server is not None:
             server.stop()
+        if metrics_server is not None:
+            metrics_server.stop()
     return LabResult(
         settings=settings,
         rounds=records,
@@ -211,7 +220,9 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
     )
 
 
-def _live_api(settings: LabSettings) -> tuple[LabApiSource | None, BackgroundServer | None]:
+def _live_api(
+    settings: LabSettings, lab_metrics: LabMetrics | None = None
+) -> tuple[LabApiSource | None, BackgroundServer | None]:
     if settings.api_port is None:
         return None, None
     dataset = load_dataset(settings.dataset, settings.dataset_path)
@@ -223,9 +234,23 @@ def _live_api(settings: LabSettings) -> tuple[LabApiSource | None, BackgroundSer
         settings.weight_horizon,
     )
     source.rounds_total = settings.rounds
-    server = BackgroundServer(create_app(source), host=settings.api_host, port=settings.api_port)
+    # one server for both when --metrics-port equals --api-port
+    shared = lab_metrics.registry if lab_metrics and settings.metrics_port == settings.api_port else None
+    server = BackgroundServer(
+        create_app(source, metrics=shared), host=settings.api_host, port=settings.api_port
+    )
     server.start()
     return source, server
+
+
+def _metrics_server(settings: LabSettings, lab_metrics: LabMetrics | None) -> BackgroundServer | None:
+    if lab_metrics is None or settings.metrics_port == settings.api_port:
+        return None
+    server = BackgroundServer(
+        metrics_app(lab_metrics.registry), host=settings.api_host, port=settings.metrics_port
+    )
+    server.start()
+    return server
 
 
 def _active_peers(settings: LabSettings, round_index: int) -> list[int]:

@@ -20,6 +20,7 @@ from peer.backends.base import Message
 from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
 from peer.data import load_dataset, peer_data
+from peer.metrics import PeerMetrics, snapshot
 from peer.models import create_model
 from peer.node.peer import Peer, make_genesis, store_genesis
 
@@ -53,6 +54,7 @@ class LabWorker:
         self.broker = MemoryBroker()
         self.loop.run_until_complete(store_genesis(self.storage, self.genesis))
         malicious = set(settings.malicious_peers)
+        self.metrics = PeerMetrics()  # this worker's peers; the runner serves all workers' snapshots
         self.peers: dict[int, Peer] = {}
         for index in peer_indices:
             self.peers[index] = Peer(
@@ -74,6 +76,7 @@ class LabWorker:
                 clock=lambda: float(self._round),
                 malicious=index in malicious,
                 tag="lab",
+                metrics=self.metrics.peer(author_name(index)),
             )
         self._round = 0
         self._references: dict[int, list[str]] = {}
@@ -139,6 +142,10 @@ class LabWorker:
             reference=self._references.get(index, ()),
             malicious_authors=malicious,
         )
+
+    def metrics_snapshot(self) -> list:
+        """Every metric of the peers hosted here, as plain data for the runner's /metrics."""
+        return snapshot(self.metrics.registry)
 
     def close(self) -> None:
         self.loop.close()

@@ -18,6 +18,7 @@ from peer.data.dataset import PeerData
 from peer.learning.genesis import GENESIS_AUTHOR, genesis_weights, topic_for
 from peer.learning.learner import Learner, Reference, RoundOutcome
 from peer.learning.weights_source import WeightsSource
+from peer.metrics import PeerInstruments
 from peer.models.base import Model, Weights
 from peer.models.weights import encode_weights, weights_nbytes
 from peer.node.announcement import Announcement
@@ -77,8 +78,10 @@ class Peer:
         malicious: bool = False,
         tag: str = "",
         cache_bytes: int = 64 * 1024 * 1024,
+        metrics: PeerInstruments | None = None,
     ) -> None:
         self.author = author
+        self.metrics = metrics if metrics is not None else PeerInstruments.detached(author)
         self.model = model
         self.settings = settings
         self.storage = storage
@@ -89,7 +92,9 @@ class Peer:
         self.topic = topic_for(genesis.transaction.id)
         self.tangle = Tangle(genesis.transaction, weight_horizon=settings.weight_horizon)
         self.guard = TangleGuard(self.tangle)
-        self.builder = TangleBuilder(self.guard, storage, architecture=model.architecture)
+        self.builder = TangleBuilder(
+            self.guard, storage, architecture=model.architecture, on_insert=self.metrics.inserted
+        )
         self.max_weights_bytes = 2 * weights_nbytes(genesis.weights) + 64 * 1024
         self.weights = WeightsSource(
             self._fetch_weights_blocking,
@@ -98,7 +103,8 @@ class Peer:
             cache_bytes=cache_bytes,
         )
         self.weights.put(genesis.transaction.weights, genesis.weights)
-        self.learner = Learner(model, data, settings, self.weights, malicious=malicious)
+        self.learner = Learner(model, data, settings, self.weights, malicious=malicious, metrics=self.metrics)
+        self.metrics.attach(self, model=model.architecture, malicious=malicious)
         self.published: list[Transaction] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -112,13 +118,16 @@ class Peer:
     async def reference(self, rng: np.random.Generator) -> Reference:
         self._loop = asyncio.get_running_loop()
         with self.guard.reading() as tangle:
-            return await asyncio.to_thread(self.learner.reference, tangle, rng)
+            reference = await asyncio.to_thread(self.learner.reference, tangle, rng)
+        self.metrics.observe_reference(reference)
+        return reference
 
     async def train_once(self, rng: np.random.Generator, *, attacking: bool = False) -> RoundOutcome:
         """One training round off the event loop; publishes the new model when the learner says so."""
         self._loop = asyncio.get_running_loop()
-        with self.guard.reading() as tangle:
+        with self.guard.reading() as tangle, self.metrics.training_round():
             outcome = await asyncio.to_thread(self.learner.train_round, tangle, rng, attacking=attacking)
+        self.metrics.trained(outcome)
         if outcome.publish and outcome.weights is not None and outcome.metrics is not None:
             metrics = {"accuracy": outcome.metrics.accuracy, "loss": outcome.metrics.loss}
             await self.publish(outcome.weights, outcome.tips, metrics)
@@ -141,6 +150,7 @@ class Peer:
         tx = decode_transaction(cid, block, verify=False)
         self.guard.add(tx)
         self.published.append(tx)
+        self.metrics.published(tx, len(data))
         # publish last: once announced, others may fetch it, so it must be stored first
         await self.broker.publish(self.topic, Announcement(cid, tuple(self.tangle.tips[-8:])).encode())
         return tx
