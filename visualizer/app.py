@@ -168,15 +168,12 @@ class LiveApp:
         if generation != self.generation:
             return
         self.busy = False
-        # one message per poll, not one per change: the browser then renders once per update
-        self.doc.hold("combine")
-        try:
-            added, timing = self._update(page)
-            pushing = time.perf_counter()
-        finally:
-            self.doc.unhold()  # serializes and sends the combined changes
+        # All of one poll's changes happen here, under the document lock; each is serialized into its
+        # message as it is made, and the messages are written together when this callback returns. No
+        # `doc.hold`: it would not merge them into one message (Bokeh sends one per event anyway), only
+        # serialize them at `unhold`, after later changes to the same sources.
+        added, timing = self._update(page)
         if added:
-            timing.push_ms += (time.perf_counter() - pushing) * 1000
             self.controls.stats.text = stats_text(
                 {
                     "nodes": len(self.view.graph),

@@ -311,18 +311,20 @@ class TangleView:
     def _restyle(self, changed: list[int]) -> None:
         cone = self.reference_cone
         if len(changed) > PATCH_LIMIT * self.shown:
-            rows = range(self.shown)
-            edge_children = [c for c, _p in style.edge_pairs(self.graph.nodes[: self.shown])]
-            self.nodes.data.update(
-                outline=[style.REFERENCE_COLOR if i in cone else style.OUTLINE_COLOR for i in rows],
-                width=np.array([style.REF_NODE_WIDTH if i in cone else style.NODE_WIDTH for i in rows]),
-            )
-            self.edges.data.update(
-                color=[style.REFERENCE_COLOR if c in cone else style.EDGE_COLOR for c in edge_children],
-                width=np.array(
-                    [style.REF_EDGE_WIDTH if c in cone else style.EDGE_WIDTH for c in edge_children]
-                ),
-            )
+            # All drawn rows, as one slice per column. A patch carries its values; `data.update` would not:
+            # its ColumnDataChanged message reads the columns when it is serialized, which under a document
+            # hold is after the stream of this update's new rows, and the page then held longer style
+            # columns than the others (BokehJS: "Size mismatch" at every paint).
+            inside = [i in cone for i in range(self.shown)]
+            edge_inside = [c in cone for c, _p in style.edge_pairs(self.graph.nodes[: self.shown])]
+            drawn, edges = slice(0, self.shown), slice(0, self.edge_rows)
+            outline = [style.REFERENCE_COLOR if c else style.OUTLINE_COLOR for c in inside]
+            width = np.array([style.REF_NODE_WIDTH if c else style.NODE_WIDTH for c in inside])
+            self.nodes.patch({"outline": [(drawn, outline)], "width": [(drawn, width)]})
+            if edge_inside:
+                edge_color = [style.REFERENCE_COLOR if c else style.EDGE_COLOR for c in edge_inside]
+                edge_width = np.array([style.REF_EDGE_WIDTH if c else style.EDGE_WIDTH for c in edge_inside])
+                self.edges.patch({"color": [(edges, edge_color)], "width": [(edges, edge_width)]})
             return
         outline, width, edge_color, edge_width = [], [], [], []
         for i in changed:

@@ -6,19 +6,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from bokeh.core.serialization import Deserializer
 from bokeh.document import Document
 from bokeh.document.events import (
     ColumnDataChangedEvent,
     ColumnsPatchedEvent,
     ColumnsStreamedEvent,
     DocumentChangedEvent,
+    DocumentPatchedEvent,
     ModelChangedEvent,
 )
+from bokeh.models import ColumnDataSource
+from bokeh.protocol import Protocol
+from viz_helpers import SteeredApi
 
 from visualizer.app import LiveApp, ReplayApp
 from visualizer.config import VizSettings
 from visualizer.sources import Entry, Page, load_lab_run
 from visualizer.synthetic import LabLikeTangle, SyntheticApi
+from visualizer.view import TangleView
 
 
 class Recorder:
@@ -36,6 +43,78 @@ class Recorder:
                 kinds[("ModelChangedEvent", event.attr)] += 1
         self.events.clear()
         return kinds
+
+
+class PageMirror:
+    """The column data a connected browser holds.
+
+    Every change is serialized into a PATCH-DOC message when the server session would send it (at the
+    change, or at `unhold` under a document hold) and applied the way BokehJS applies it: a ColumnDataChanged
+    with `cols` replaces only those columns, a stream appends, a patch writes rows that must exist. BokehJS
+    throws "Size mismatch" when it paints a source whose columns differ in length, so that is checked after
+    every message.
+    """
+
+    def __init__(self, doc: Document) -> None:
+        self.client = Document.from_json(doc.to_json(deferred=False))
+        self.columns: dict[str, dict[str, list[Any]]] = {
+            m.id: {k: list(v) for k, v in m.data.items()}
+            for m in self.client.models
+            if isinstance(m, ColumnDataSource)
+        }
+        self.names = {m.id: m.name or m.id for m in self.client.models}
+        self.problems: list[str] = []
+        self.protocol = Protocol()
+        doc.on_change(self._sent)
+
+    def _sent(self, event: DocumentChangedEvent) -> None:
+        if not isinstance(event, DocumentPatchedEvent):
+            return
+        message = self.protocol.create("PATCH-DOC", [event])  # serialized now, as ServerSession does
+        for rep in Deserializer(list(self.client.models)).deserialize(message.payload)["events"]:
+            model = rep.get("model")
+            if isinstance(model, ColumnDataSource) and rep.get("attr") == "data":
+                self._apply(rep["kind"], model.id, rep)
+
+    def _apply(self, kind: str, source: str, rep: dict[str, Any]) -> None:
+        name, columns = self.names[source], self.columns[source]
+        if kind == "ModelChanged":
+            self.columns[source] = {k: list(v) for k, v in rep["new"].items()}
+        elif kind == "ColumnDataChanged":
+            data = {k: list(v) for k, v in rep["data"].items()}
+            if rep["cols"] is None:
+                self.columns[source] = data
+            else:
+                columns.update({c: data[c] for c in rep["cols"]})
+        elif kind == "ColumnsStreamed":
+            if set(rep["data"]) != set(columns):
+                self.problems.append(f"{name}: stream of {sorted(rep['data'])}, page has {sorted(columns)}")
+            for k, values in rep["data"].items():
+                columns.setdefault(k, []).extend(list(values))
+        elif kind == "ColumnsPatched":
+            for k, patch in rep["patches"].items():
+                column = columns[k]
+                for index, value in patch:
+                    end = index.stop if isinstance(index, slice) else index + 1
+                    if end is None or end > len(column):
+                        self.problems.append(f"{name}: patch of {k}[{index}] past its {len(column)} rows")
+                        continue
+                    column[index] = list(value) if isinstance(index, slice) else value
+        lengths = {k: len(v) for k, v in self.columns[source].items()}
+        if len(set(lengths.values())) > 1:
+            self.problems.append(f"{name}: after {kind}, column lengths {lengths}")
+
+    def assert_matches(self, doc: Document) -> None:
+        """No problem on the way, and the page's columns are the server's."""
+        assert self.problems == []
+        for model in doc.models:
+            if isinstance(model, ColumnDataSource) and model.id in self.columns:
+                page = self.columns[model.id]
+                assert sorted(page) == sorted(model.data), model.name
+                for k, values in model.data.items():
+                    np.testing.assert_array_equal(
+                        np.asarray(page[k]), np.asarray(values), err_msg=f"{model.name}.{k}"
+                    )
 
 
 def _page(api: SyntheticApi, peer: str, since: int) -> Page:
@@ -156,3 +235,71 @@ def test_replay_moves_through_rounds(lab_folder: Path) -> None:
     assert len(app.view.references.data["y"]) == 0  # the reference is known for the last round only
     app.slider.value = app.rounds
     assert len(app.view.references.data["y"]) == 2
+
+
+def _steered_page(api: SteeredApi, peer: str, since: int) -> Page:
+    return Page.from_json(api.transactions(peer, since), api.peer_info(peer))
+
+
+def test_the_page_copy_stays_consistent_through_cone_swings_restarts_and_peer_switches() -> None:
+    """Interleaved updates: a poll that streams new rows and restyles most old ones, answers that arrive
+    after a peer switch, a peer that starts over, clicks and x-mode switches between polls."""
+    api = SteeredApi(LabLikeTangle(peers=4, seed=5), ["peer-000", "peer-001"])
+    genesis = api.transactions(None, 0)["genesis"]
+    app, doc, _recorder = _live(api)
+    mirror = PageMirror(doc)
+    app._apply(app.generation, _steered_page(api, "peer-000", 0), 1.0)  # the genesis alone, as a lab starts
+    for swing in range(8):
+        # in one answer: a round of new transactions and the cone of every row, or of the genesis only
+        api.grow(4, reference=None if swing % 2 == 0 else [genesis])
+        in_flight = _steered_page(api, "peer-000", len(app.view.graph))
+        app._apply(app.generation, in_flight, 1.0)
+        if swing == 3:
+            app.view.nodes.selected.indices = [len(app.view.graph) // 2]
+            app.controls.x_mode.active = 1
+        mirror.assert_matches(doc)
+    # a poll for peer-000 is in flight when the user picks peer-001: its answer lands after the switch
+    old_generation = app.generation
+    api.grow(4, reference=[genesis])
+    stale = _steered_page(api, "peer-000", len(app.view.graph))
+    app.controls.peer.value = "peer-001"
+    app._apply(old_generation, stale, 1.0)
+    mirror.assert_matches(doc)
+    assert len(app.view.nodes.data["name"]) == 0
+    app._apply(app.generation, _steered_page(api, "peer-001", 0), 1.0)
+    for swing in range(4):
+        api.grow(4, reference=None if swing % 2 else [genesis])
+        app._apply(app.generation, _steered_page(api, "peer-001", len(app.view.graph)), 1.0)
+        mirror.assert_matches(doc)
+    assert len(mirror.columns[app.view.nodes.id]["name"]) == len(api.builder.tangle)
+    # the peer started over (another genesis): a redraw, then the new tangle
+    other = SteeredApi(LabLikeTangle(peers=4, seed=6), ["peer-000", "peer-001"])
+    other.grow(12)
+    app._apply(app.generation, _steered_page(other, "peer-001", len(app.view.graph)), 1.0)
+    app._apply(app.generation, _steered_page(other, "peer-001", 0), 1.0)
+    other.grow(4, reference=[other.transactions(None, 0)["genesis"]])
+    app._apply(app.generation, _steered_page(other, "peer-001", len(app.view.graph)), 1.0)
+    mirror.assert_matches(doc)
+    assert len(mirror.columns[app.view.nodes.id]["name"]) == len(other.builder.tangle)
+
+
+def test_view_updates_stay_consistent_under_a_document_hold() -> None:
+    """Held events are serialized at `unhold`, after every later change: each event must carry its own
+    values (a column replacement read at `unhold` would already hold the rows streamed after it)."""
+    api = SteeredApi(LabLikeTangle(peers=4, seed=7))
+    doc = Document()
+    view = TangleView()
+    doc.add_root(view.figure)
+    mirror = PageMirror(doc)
+    genesis = api.transactions(None, 0)["genesis"]
+    api.reference = [genesis]
+    for swing in range(6):
+        page = _steered_page(api, "peer-000", len(view.graph))
+        doc.hold("combine")
+        view.graph.add_many(page.nodes)
+        view.set_reference(page.reference)
+        view.show_until(len(view.graph))
+        view.set_tips(page.tips)
+        doc.unhold()
+        mirror.assert_matches(doc)
+        api.grow(4, reference=None if swing % 2 == 0 else [genesis])

@@ -71,3 +71,10 @@ NODE_POSITION_JS = """(i) => {
 DRAWN_JS = (
     "() => Bokeh.documents.length ? Bokeh.documents[0].get_model_by_name('nodes').data.name.length : -1"
 )
+
+# the distinct column lengths of the big sources: one each when the page's copy is consistent
+COLUMN_LENGTHS_JS = """() => {
+  const doc = Bokeh.documents[0];
+  const lengths = name => [...new Set(Object.values(doc.get_model_by_name(name).data).map(c => c.length))];
+  return {nodes: lengths('nodes'), edges: lengths('edges')};
+}"""

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from peer.api.transactions import transactions_document
-from visualizer.synthetic import lab_like_tangle
+from visualizer.synthetic import SyntheticApi, lab_like_tangle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,6 +22,33 @@ REPO = Path(__file__).resolve().parents[2]
 def tangle_nodes(transactions: int, **kwargs: Any) -> list[dict[str, Any]]:
     """`/api/transactions` node documents of a synthetic lab-like tangle."""
     return transactions_document(lab_like_tangle(transactions, **kwargs), peer="x")["nodes"]
+
+
+class SteeredApi(SyntheticApi):
+    """A synthetic peer API whose reference the test chooses (every peer answers with the same one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reference: list[str] | None = None  # None: SyntheticApi's own (a recent tip per peer)
+
+    def grow(self, count: int, reference: list[str] | None = None) -> None:
+        """Add transactions and set the reference in one step (no answer sees one without the other);
+        `reference=None` makes it every tip, whose past cone is the whole tangle."""
+        with self.lock:
+            self.builder.grow(count)
+            self.reference = list(reference if reference is not None else self.builder.tangle.tips)
+
+    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+        name = self._check(peer)
+        with self.lock:
+            tangle = self.builder.tangle
+            own = [tangle.tips[self.names.index(name) % len(tangle.tips)]]
+            reference = own if self.reference is None else self.reference
+            return transactions_document(tangle, peer=name, since=since, reference=reference)
+
+    def edges(self) -> list[tuple[str, str]]:
+        nodes = self.transactions(None, 0)["nodes"]
+        return [(n["name"], p) for n in nodes for p in n["parents"]]
 
 
 def write_lab_folder(folder: Path, transactions: int = 60, peers: int = 5) -> Path:
