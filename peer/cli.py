@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfigDict, SettingsError
 from rich.console import Console
 
-from peer.config import LabSettings, describe_errors
+from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors, parse
 from visualizer.config import VizSettings
 
 
@@ -23,6 +23,14 @@ class LabCommand(LabSettings):
         from peer.lab.runner import run_lab
 
         console = Console(stderr=False)
+        if self.backend == "ipfs":
+            from peer.lab.ipfs import peers_per_node
+
+            nodes = min(self.ipfs_nodes, self.peers)
+            console.print(
+                f"IPFS testnet of {nodes} js-ipfs nodes; peer i uses node i mod {nodes}, "
+                f"peers per node: {peers_per_node(self.peers, nodes)}"
+            )
         columns = (
             TextColumn("[bold]lab[/] round"),
             MofNCompleteColumn(),
@@ -48,6 +56,30 @@ class LabCommand(LabSettings):
         print_summary(result, paths, console)
 
 
+class PeerCommand(PeerSettings):
+    """Run one peer beside its IPFS node: train, publish, serve /api and /metrics (see docs/peer.md)."""
+
+    def cli_cmd(self) -> None:
+        import json
+        import shlex
+
+        # parsed from flags only: build it again so the environment fills what flags left unset
+        try:
+            settings = parse(PeerSettings, env=True, **self.model_dump(exclude_unset=True))
+            if settings.print_kubo_config:
+                # a shell script for the kubo container's init (/container-init.d), one setting a line
+                for key, value in settings.kubo_config().items():
+                    print(f"ipfs config --json {key} {shlex.quote(json.dumps(value))}")
+                return
+            from peer.node.daemon import run_daemon
+
+            code = run_daemon(settings)
+        except ConfigError as error:
+            print(f"tangle peer: invalid configuration\n{error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise SystemExit(code)
+
+
 class VizCommand(VizSettings):
     """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
 
@@ -64,6 +96,7 @@ class Tangle(BaseSettings):
     model_config = SettingsConfigDict(cli_prog_name="tangle", cli_kebab_case=True)
 
     lab: CliSubCommand[LabCommand]
+    peer: CliSubCommand[PeerCommand]
     viz: CliSubCommand[VizCommand]
 
     def cli_cmd(self) -> None:
@@ -75,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         CliApp.run(Tangle, cli_args=args)
     except ValidationError as error:
-        print(f"tangle: invalid configuration\n{describe_errors(error, env=False)}", file=sys.stderr)
+        env = bool(args) and args[0] == "peer"  # only `tangle peer` reads environment variables
+        print(f"tangle: invalid configuration\n{describe_errors(error, env=env)}", file=sys.stderr)
         raise SystemExit(2) from None
     except SettingsError as error:
         print(f"tangle: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, CliImplicitFlag, PydanticBaseSettingsSource, SettingsConfigDict
 
 from peer.tangle.tip_selection import WalkConfig
 
@@ -54,10 +54,15 @@ class LearningSettings(BaseSettings):
         35, ge=1, description="tip samplings that decide the reference (consensus) model"
     )
     reference_top_k: int = Field(10, ge=1, description="the reference model averages the k best transactions")
-    reference_loss_tolerance: float = Field(
-        3.0,
+    reference_candidates: int = Field(
+        20,
         ge=1,
-        description="the reference averages only models whose local loss is within this factor of the best",
+        description="the reference averages the k of this many best-scored transactions with the lowest local loss",
+    )
+    plausible_loss_factor: float = Field(
+        4.0,
+        ge=1,
+        description="never build on a model whose local loss exceeds this multiple of the genesis model's",
     )
     tip_selector: Literal["weighted", "accuracy"] = Field(
         "weighted", description="IOTA weighted random walk, or the accuracy-biased walk"
@@ -144,6 +149,19 @@ class LabSettings(LearningSettings):
         le=65535,
         description="serve every lab peer's Prometheus metrics at /metrics on this port (may equal api_port)",
     )
+    backend: Literal["memory", "ipfs"] = Field(
+        "memory",
+        description="in-process storage and broker, or a local IPFS testnet (js-ipfs) started for the run",
+    )
+    ipfs_nodes: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="IPFS nodes of the testnet with --backend ipfs (peers share them round-robin)",
+    )
+    ipfs_apis: list[str] = Field(
+        default_factory=list, description="(set by the lab itself) RPC addresses of the testnet's nodes"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -194,3 +212,141 @@ def parse(settings_cls: type[BaseSettings], *, env: bool, **values: Any) -> Any:
         return settings_cls(**values)
     except ValidationError as error:
         raise ConfigError(describe_errors(error, env=env)) from None
+
+
+# --- `tangle peer`: the daemon ---------------------------------------------------------------------------
+_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?)?B\s*$"  # kubo's datastore sizes: 10GB, 512MiB
+_DURATION = r"^\s*(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+\s*$"  # Go durations: 1h, 90s, 1h30m
+_LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
+
+
+class PeerSettings(LearningSettings):
+    """`tangle peer`: one long-running peer on its own IPFS node.
+
+    Every field is an environment variable of the same name in capitals (the 2020 prototype's names where it
+    had one) and a flag; flags win over variables.
+    """
+
+    model_config = SettingsConfigDict(cli_prog_name="tangle peer")
+
+    # the 2020 prototype's variables
+    storage: Literal["ipfs", "memory"] = Field(
+        "ipfs", description="where weights and transactions are stored (memory: a standalone test peer)"
+    )
+    message_broker: Literal["ipfs", "memory"] = Field(
+        "ipfs", description="how announcements travel (memory: a standalone test peer)"
+    )
+    timeout: float | None = Field(
+        30.0, gt=0, description="seconds every IPFS RPC call may take ('none': no limit)"
+    )
+    training_interval: float = Field(60.0, gt=0, description="seconds between training ticks")
+    logger: Literal["print", "file"] = Field("print", description="log to standard output or to LOG_FILE")
+    log_file: Path = Field(Path("peer.log"), description="log file used with LOGGER=file")
+    logging_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
+        "info", description="log verbosity"
+    )
+    connection_pruning_low: int = Field(40, ge=0, description="kubo Swarm.ConnMgr.LowWater")
+    connection_pruning_high: int = Field(70, ge=1, description="kubo Swarm.ConnMgr.HighWater")
+    connection_pruning_grace_period: int = Field(
+        60, ge=0, description="kubo Swarm.ConnMgr.GracePeriod, in seconds"
+    )
+    ipfs_datastore_storagemax: str = Field(
+        "10GB", pattern=_SIZE, description="kubo Datastore.StorageMax (GC keeps the repo under it)"
+    )
+    ipfs_datastore_gcperiod: str = Field("1h", pattern=_DURATION, description="kubo Datastore.GCPeriod")
+    ipfs_reprovider_interval: str = Field(
+        "22h", pattern=_DURATION, description="kubo Provide.DHT.Interval (formerly Reprovider.Interval)"
+    )
+
+    # added by this design
+    ipfs_api: str = Field("http://127.0.0.1:5001", description="RPC address of the peer's own IPFS node")
+    peer_index: int | None = Field(
+        None, ge=0, description="this peer's data shard (default: the StatefulSet ordinal in HOSTNAME)"
+    )
+    peers: int = Field(
+        10, ge=1, le=10_000, description="number of data shards (peers) the dataset is split in"
+    )
+    http_host: str = Field("127.0.0.1", description="address the HTTP API binds to")
+    http_port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API (0: any free port)")
+    pin_window: int | None = Field(
+        None,
+        ge=1,
+        description="weights of transactions this many heights below the highest tip stay pinned "
+        "(default: twice the walk window; all with ENTRY=genesis)",
+    )
+    reannounce_interval: float = Field(
+        30.0, gt=0, description="seconds between announcements of this peer's current tips"
+    )
+    weights_cache_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="bytes of decoded weights kept in the LRU cache"
+    )
+    malicious: bool = Field(False, description="this peer runs the POISON behaviour (experiments only)")
+    tag: str = Field("", max_length=64, description="experiment tag written into every transaction")
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="seconds SIGTERM waits for a running training round to finish and publish"
+    )
+    create_genesis: CliImplicitFlag[bool] = Field(
+        False, description="publish the genesis transaction, print its CID and exit"
+    )
+    print_kubo_config: CliImplicitFlag[bool] = Field(
+        False, description="print the `ipfs config` commands the IPFS variables stand for and exit"
+    )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _none_timeout(cls, value: object) -> object:
+        # the original accepted "none"; 0 meant the same
+        if isinstance(value, str) and value.strip().lower() in {"none", "", "0"}:
+            return None
+        return value
+
+    @field_validator("logging_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _peer_consistent(self) -> PeerSettings:
+        if self.connection_pruning_low > self.connection_pruning_high:
+            raise ValueError("connection_pruning_low must not exceed connection_pruning_high")
+        if self.peer_index is not None and self.peer_index >= self.peers:
+            raise ValueError(f"peer_index must be below peers ({self.peers})")
+        if self.poison != "none" and not self.malicious:
+            raise ValueError("poison applies to malicious peers only: set malicious as well")
+        return self
+
+    @property
+    def log_level(self) -> str:
+        return _LOG_LEVELS[self.logging_level]
+
+    @property
+    def pin_depth(self) -> int | None:
+        """Heights below the highest tip whose weights stay pinned (None: all)."""
+        if self.pin_window is not None:
+            return self.pin_window
+        depth = self.walk_config().window_depth
+        return None if depth is None else 2 * depth
+
+    def resolved_peer_index(self, hostname: str | None) -> int:
+        """PEER_INDEX, else the ordinal a StatefulSet puts at the end of the pod's host name."""
+        if self.peer_index is not None:
+            return self.peer_index
+        tail = (hostname or "").rsplit("-", 1)[-1]
+        if tail.isdigit() and "-" in (hostname or "") and int(tail) < self.peers:
+            return int(tail)
+        raise ConfigError(
+            f"PEER_INDEX (--peer-index): not set, and the host name {hostname!r} ends in no ordinal below "
+            f"PEERS={self.peers}"
+        )
+
+    def kubo_config(self) -> dict[str, Any]:
+        """The kubo configuration the IPFS variables stand for (the deployment applies it to the node)."""
+        return {
+            "Swarm.ConnMgr.LowWater": self.connection_pruning_low,
+            "Swarm.ConnMgr.HighWater": self.connection_pruning_high,
+            "Swarm.ConnMgr.GracePeriod": f"{self.connection_pruning_grace_period}s",
+            "Datastore.StorageMax": self.ipfs_datastore_storagemax.replace(" ", ""),
+            "Datastore.GCPeriod": self.ipfs_datastore_gcperiod.strip(),
+            # kubo >= 0.38 refuses to start with any Reprovider.* key set
+            "Provide.DHT.Interval": self.ipfs_reprovider_interval.strip(),
+        }

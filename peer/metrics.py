@@ -65,6 +65,7 @@ REJECT_REASONS = (
     "too_large",
     "too_many_parents",
     "unknown_model",
+    "unsupported_hash",
 )
 # why a training round failed, by exception class name (anything else is "error")
 TRAINING_FAILURES = {

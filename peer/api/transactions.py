@@ -35,6 +35,7 @@ def transactions_document(
                 "accuracy": tx.metrics.get("accuracy"),
                 "loss": tx.metrics.get("loss"),
                 "malicious": tx.author in malicious_authors,
+                "tag": tx.tag,
             }
         )
     return {

@@ -5,21 +5,14 @@ processes, which the peer itself never does.
 """
 
 from peer.ipfs.client import (
-    Car,
     IpfsClient,
-    Link,
     NodeId,
     NodeVersion,
     PubsubMessage,
     RepoStat,
     Subscription,
     SwarmPeer,
-    cid_for,
-    encode_dag_cbor,
     encode_topic,
-    normalize_cid,
-    parse_car,
-    verify_block,
 )
 from peer.ipfs.errors import (
     IpfsApiError,
@@ -29,6 +22,7 @@ from peer.ipfs.errors import (
     IpfsTooLarge,
     IpfsVerificationError,
 )
+from peer.ipld import Car, Link, cid_for, encode_dag_cbor, normalize_cid, parse_car, verify_block
 
 __all__ = [
     "Car",

@@ -25,9 +25,11 @@ between kubo >= 0.38 and js-ipfs 0.66.1 (which reports itself as version 0.18.1)
 - Errors: js-ipfs answers a malformed CID with HTTP 400 ``"Invalid request query input"`` (Code 1),
   kubo with its own, more specific message. js-ipfs ignores unknown query options.
 - Mid-stream failures are reported by both in an ``X-Stream-Error`` HTTP trailer that httpx cannot read:
-  ``cat`` checks ``X-Content-Length`` when the node sends it, and a CAR is checked by :func:`parse_car`.
-- libipld's ``decode_car`` accepts only dag-cbor blocks, and a CAR of an experiment holds raw leaves
-  (weights): :func:`parse_car` reads any CAR v1 and verifies each block's hash.
+  ``cat`` checks ``X-Content-Length`` when the node sends it, and a CAR is checked by
+  :func:`peer.ipld.parse_car`.
+
+CIDs, block checks, the strict DAG-CBOR encoder, UnixFS file CIDs and CAR parsing are pure functions in
+``peer.ipld``, shared with the transactions and the memory backend.
 """
 
 from __future__ import annotations
@@ -35,12 +37,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
-import hashlib
 import json
-import math
 import os
 import random
-import struct
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,20 +57,20 @@ from peer.ipfs.errors import (
     IpfsTooLarge,
     IpfsVerificationError,
 )
-
-# Multicodec and multihash codes we need by number.
-CODEC_RAW = 0x55
-CODEC_DAG_PB = 0x70
-CODEC_DAG_CBOR = 0x71
-MH_IDENTITY = 0x00
-MH_SHA2_256 = 0x12
+from peer.ipld import (
+    CODEC_DAG_CBOR,
+    BlockVerificationError,
+    cid_for,
+    encode_dag_cbor,
+    normalize_cid,
+    verify_block,
+)
 
 # Error bodies are small; anything bigger is not an error body worth keeping.
 _MAX_ERROR_BODY = 64 * 1024
 # Pubsub lines over ~512 KiB already break common clients; 1 MiB bounds memory without refusing them.
 DEFAULT_MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
-_MAX_DAG_DEPTH = 64
 
 
 class _Default(enum.Enum):
@@ -85,222 +84,8 @@ TimeoutArg = float | None | _Default
 
 
 # --------------------------------------------------------------------------------------------------
-# CIDs, blocks, DAG-CBOR and CAR helpers (pure functions, no I/O)
+# Topics and multibase (CIDs, blocks, DAG-CBOR and CAR live in peer.ipld)
 # --------------------------------------------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Decode an unsigned LEB128 varint at ``pos``; return (value, next position)."""
-    value = 0
-    for i in range(10):
-        if pos + i >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, pos + i + 1
-    raise ValueError("varint longer than 10 bytes")
-
-
-def _b32(data: bytes) -> str:
-    return "b" + base64.b32encode(data).decode("ascii").rstrip("=").lower()
-
-
-def cid_to_bytes(cid: str | bytes) -> bytes:
-    """Binary form of a CID given as text (any multibase, or CIDv0) or as bytes."""
-    try:
-        info = libipld.decode_cid(cid)
-    except ValueError as e:
-        raise ValueError(f"invalid CID {cid!r}: {e}") from e
-    mh = info["hash"]
-    multihash = _varint(mh["code"]) + _varint(mh["size"]) + mh["digest"]
-    if info["version"] == 0:
-        return multihash
-    return _varint(1) + _varint(info["codec"]) + multihash
-
-
-def normalize_cid(cid: str | bytes) -> str:
-    """Canonical text of a CID: CIDv1 in base32 (what kubo prints); a CIDv0 stays as it is.
-
-    Nodes differ in the multibase they print (js-ipfs: base58btc), so CIDs are compared only after this.
-    """
-    raw = cid_to_bytes(cid)
-    if raw[:2] == b"\x12\x20" and len(raw) == 34:
-        return libipld.encode_cid(raw)
-    return _b32(raw)
-
-
-def cid_for(data: bytes, codec: int = CODEC_RAW) -> str:
-    """The CIDv1 (sha2-256, base32) of a block with the given codec."""
-    digest = hashlib.sha256(data).digest()
-    return _b32(_varint(1) + _varint(codec) + _varint(MH_SHA2_256) + _varint(len(digest)) + digest)
-
-
-def verify_block(cid: str | bytes, data: bytes) -> None:
-    """Raise :class:`IpfsVerificationError` unless ``data`` hashes to the multihash inside ``cid``.
-
-    Supports sha2-256 (what every node here uses by default) and identity multihashes; anything else
-    is refused rather than trusted unchecked.
-    """
-    try:
-        mh = libipld.decode_cid(cid)["hash"]
-    except ValueError as e:
-        raise IpfsVerificationError(f"cannot verify against invalid CID {cid!r}: {e}") from e
-    if mh["code"] == MH_SHA2_256:
-        ok = mh["size"] == 32 and hashlib.sha256(data).digest() == mh["digest"]
-    elif mh["code"] == MH_IDENTITY:
-        ok = data == mh["digest"]
-    else:
-        raise IpfsVerificationError(f"unsupported multihash 0x{mh['code']:x} in {cid!r}")
-    if not ok:
-        raise IpfsVerificationError(f"block of {len(data)} bytes does not hash to {cid!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """An IPLD link (DAG-CBOR tag 42) to ``cid``. Use it in objects given to :func:`encode_dag_cbor`."""
-
-    cid: str
-
-    def __post_init__(self) -> None:
-        cid_to_bytes(self.cid)  # fail early on a malformed CID, not at publish time
-
-
-def _head(major: int, n: int) -> bytes:
-    if n < 24:
-        return bytes([major << 5 | n])
-    if n < 1 << 8:
-        return bytes([major << 5 | 24, n])
-    if n < 1 << 16:
-        return bytes([major << 5 | 25]) + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return bytes([major << 5 | 26]) + n.to_bytes(4, "big")
-    if n < 1 << 64:
-        return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
-    raise ValueError(f"integer {n} out of the 64-bit range of DAG-CBOR")
-
-
-def _link_target(value: Any) -> str | None:
-    if isinstance(value, Link):
-        return value.cid
-    # dag-json's link form {"/": "<cid>"} is accepted too, as the node's dag-json codec would read it.
-    if isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get("/"), str):
-        return value["/"]
-    return None
-
-
-def _encode(value: Any, out: bytearray, depth: int) -> None:
-    if depth > _MAX_DAG_DEPTH:
-        raise ValueError("object nested too deeply for DAG-CBOR encoding")
-    target = _link_target(value)
-    if target is not None:
-        raw = b"\x00" + cid_to_bytes(target)  # the leading 0x00 is the identity multibase prefix
-        out += b"\xd8\x2a" + _head(2, len(raw)) + raw
-    elif value is None:
-        out += b"\xf6"
-    elif value is True:
-        out += b"\xf5"
-    elif value is False:
-        out += b"\xf4"
-    elif isinstance(value, int):
-        out += _head(0, value) if value >= 0 else _head(1, -1 - value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("DAG-CBOR cannot hold NaN or infinity")
-        # Always 64-bit, as DAG-CBOR requires; -0.0 as 0.0, like libipld, so both give the same CID.
-        out += b"\xfb" + struct.pack(">d", value if value != 0.0 else 0.0)
-    elif isinstance(value, str):
-        encoded = value.encode("utf-8")
-        out += _head(3, len(encoded)) + encoded
-    elif isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-        out += _head(2, len(data)) + data
-    elif isinstance(value, list | tuple):
-        out += _head(4, len(value))
-        for item in value:
-            _encode(item, out, depth + 1)
-    elif isinstance(value, Mapping):
-        keys: list[tuple[bytes, Any]] = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"DAG-CBOR map keys must be strings, got {type(key).__name__}")
-            keys.append((key.encode("utf-8"), item))
-        # Canonical DAG-CBOR order: shorter keys first, then bytewise.
-        keys.sort(key=lambda kv: (len(kv[0]), kv[0]))
-        out += _head(5, len(keys))
-        for encoded_key, item in keys:
-            out += _head(3, len(encoded_key)) + encoded_key
-            _encode(item, out, depth + 1)
-    else:
-        raise TypeError(f"cannot encode {type(value).__name__} as DAG-CBOR")
-
-
-def encode_dag_cbor(obj: Any) -> bytes:
-    """Strict DAG-CBOR encoding with explicit links.
-
-    Links are :class:`Link` values (or dag-json ``{"/": cid}`` maps); ``bytes`` are always byte strings.
-    We do not use libipld's encoder because it turns any ``bytes`` that merely start like a CID into a
-    link, which would silently corrupt binary fields.
-    """
-    out = bytearray()
-    _encode(obj, out, 0)
-    return bytes(out)
-
-
-@dataclass(frozen=True, slots=True)
-class Car:
-    """A parsed CAR v1: its roots and its blocks by (normalised) CID, in file order."""
-
-    roots: list[str]
-    blocks: dict[str, bytes]
-
-
-def parse_car(data: bytes, *, verify: bool = True) -> Car:
-    """Parse a CAR v1 file (any block codecs) and, by default, verify every block against its CID."""
-    view = memoryview(data)
-    header_len, pos = _read_varint(view, 0)
-    if pos + header_len > len(view):
-        raise ValueError("truncated CAR header")
-    header = libipld.decode_dag_cbor(bytes(view[pos : pos + header_len]))
-    pos += header_len
-    if not isinstance(header, dict) or header.get("version") != 1:
-        raise ValueError(f"not a CAR v1 header: {header!r}")
-    roots = [normalize_cid(bytes(root)) for root in header.get("roots", [])]
-    blocks: dict[str, bytes] = {}
-    while pos < len(view):
-        section_len, start = _read_varint(view, pos)
-        end = start + section_len
-        if end > len(view):
-            raise ValueError("truncated CAR block section")
-        if view[start] == 0x12 and view[start + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
-            cid_end = start + 34
-        else:
-            cursor = start
-            for _ in range(3):  # version, codec, multihash code
-                _, cursor = _read_varint(view, cursor)
-            size, cursor = _read_varint(view, cursor)
-            cid_end = cursor + size
-        if cid_end > end:
-            raise ValueError("CAR block CID runs past its section")
-        cid = normalize_cid(bytes(view[start:cid_end]))
-        block = bytes(view[cid_end:end])
-        if verify:
-            verify_block(cid, block)
-        blocks[cid] = block
-        pos = end
-    return Car(roots=roots, blocks=blocks)
 
 
 def encode_topic(topic: str) -> str:
@@ -551,17 +336,33 @@ class IpfsClient:
             version=str(obj.get("Version", "")),
         )
 
+    async def repo_gc(self, *, request_timeout: TimeoutArg = DEFAULT) -> int:
+        """Run a garbage collection now (kubo also runs it by itself with ``--enable-gc``); return how many
+        blocks it removed."""
+        body, _ = await self._request(
+            "repo/gc", request_timeout=request_timeout, max_bytes=self.max_json_bytes
+        )
+        return sum(1 for entry in _ndjson(body, "repo/gc") if entry.get("Key") or entry.get("Cid"))
+
     # -- files and blocks --------------------------------------------------------------------------
 
     async def add(
-        self, data: bytes, *, pin: bool = True, filename: str = "data", request_timeout: TimeoutArg = DEFAULT
+        self,
+        data: bytes,
+        *,
+        pin: bool = True,
+        only_hash: bool = False,
+        filename: str = "data",
+        request_timeout: TimeoutArg = DEFAULT,
     ) -> str:
-        """Add ``data`` as a UnixFS file (CIDv1, raw leaves, sha2-256); return its CID in base32."""
+        """Add ``data`` as a UnixFS file (CIDv1, raw leaves, sha2-256, default chunker and layout); return
+        its CID in base32, which :func:`peer.ipld.unixfs_file_cid` computes without a node."""
         params = {
             "cid-version": 1,
             "raw-leaves": True,
             "hash": "sha2-256",
             "pin": pin,
+            "only-hash": only_hash,
             "cid-base": "base32",  # js-ipfs prints base58btc otherwise; kubo's default for v1 anyway
         }
         files = {"file": (filename, data, "application/octet-stream")}
@@ -596,7 +397,10 @@ class IpfsClient:
             "block/get", {"arg": cid}, request_timeout=request_timeout, max_bytes=max_bytes, idempotent=True
         )
         if verify:
-            verify_block(cid, body)
+            try:
+                verify_block(cid, body)
+            except BlockVerificationError as e:
+                raise IpfsVerificationError(str(e)) from e
         return body
 
     async def block_get_verified(

@@ -6,6 +6,8 @@ while retry logic can tell transient transport trouble (connection, timeout) fro
 
 from __future__ import annotations
 
+from peer.ipld import BlockVerificationError
+
 
 class IpfsError(Exception):
     """Base class of every error raised by :mod:`peer.ipfs`."""
@@ -41,5 +43,8 @@ class IpfsTooLarge(IpfsError):
         self.limit = limit
 
 
-class IpfsVerificationError(IpfsError):
+class IpfsVerificationError(IpfsError, BlockVerificationError):
     """Bytes do not hash to the CID they were fetched or stored under, or the CID cannot be checked."""
+
+    def __init__(self, message: str, reason: str = "hash_mismatch") -> None:
+        BlockVerificationError.__init__(self, reason, message)

@@ -29,6 +29,8 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
         for record in result.rounds:
             writer.writerow(dataclasses.asdict(record))
     paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
+    if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
+        paths["car"] = out / result.backend["car"]
     plot_accuracy(result, paths["plot"])
     from visualizer.report import write_lab_report
 

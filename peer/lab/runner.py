@@ -28,7 +28,17 @@ from peer.node.peer import make_genesis
 
 ACTIVITY = 3  # purpose index of the random stream that picks active peers
 # settings that change how a run is watched, not what it computes: kept out of summary.json
-RUNTIME_ONLY = {"progress", "workers", "out", "api_port", "api_host", "round_delay", "linger", "metrics_port"}
+RUNTIME_ONLY = {
+    "progress",
+    "workers",
+    "out",
+    "api_port",
+    "api_host",
+    "round_delay",
+    "linger",
+    "metrics_port",
+    "ipfs_apis",
+}
 
 
 class WorkerHandle:
@@ -106,6 +116,7 @@ class LabResult:
     seconds: float
     trainings: int
     rejected: dict[str, int] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)  # over IPFS: nodes, peers per node, tangle.car
 
     def summary(self) -> dict[str, Any]:
         """Deterministic for a given configuration: no wall-clock values in here."""
@@ -123,6 +134,8 @@ class LabResult:
             "config": self.settings.model_dump(mode="json", exclude=RUNTIME_ONLY),
             "malicious_peers": [author_name(i) for i in self.malicious],
         }
+        if self.backend:
+            out["ipfs"] = self.backend
         if last.fedavg_accuracy is not None:
             out["fedavg"] = {
                 "accuracy": last.fedavg_accuracy,
@@ -133,6 +146,22 @@ class LabResult:
 
 
 def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | None = None) -> LabResult:
+    """Run the experiment; with `backend == "ipfs"` over a local js-ipfs testnet started and stopped here."""
+    if settings.backend == "memory":
+        return _run(settings, on_round)
+    from peer.lab.ipfs import ipfs_testnet
+
+    with ipfs_testnet(settings) as (net_settings, finish):
+        result = _run(net_settings, on_round, finish)
+    result.settings = settings
+    return result
+
+
+def _run(
+    settings: LabSettings,
+    on_round: Callable[[RoundRecord], None] | None,
+    finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> LabResult:
     started = time.perf_counter()
     workers = min(settings.workers, settings.peers)
     assignment = [list(range(w, settings.peers, workers)) for w in range(workers)]
@@ -196,6 +225,7 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
                 time.sleep(settings.round_delay)
         reporter = honest[0] if honest else 0
         tangle = next(h for h in handles if reporter in h.peers).call("export", reporter)
+        backend = finish(tangle) if finish is not None else {}
         rejected: dict[str, int] = {}
         for evaluation in evaluations.values():
             for reason, count in evaluation["rejected"].items():
@@ -217,6 +247,7 @@ def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | 
         seconds=time.perf_counter() - started,
         trainings=trainings,
         rejected=rejected,
+        backend=backend,
     )
 
 

@@ -1,9 +1,10 @@
-"""A lab worker hosts some of the lab's peers, each a real `Peer` over in-process backends.
+"""A lab worker hosts some of the lab's peers, each a real `Peer` over in-process backends (or, with
+`--backend ipfs`, over the nodes of a local IPFS testnet: see peer/lab/ipfs.py).
 
 Rounds are synchronous, as in the papers' simulations: every active peer trains on the tangle as it was at
 the start of the round, then the round's blocks and announcements reach every peer in peer order. This
 keeps a run reproducible whatever the number of worker processes, since every random choice is seeded by
-(seed, peer, round) alone.
+(seed, peer, round) alone (over IPFS, PubSub's arrival order makes runs differ slightly).
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 import numpy as np
 
 from peer.api.transactions import transactions_document
-from peer.backends.base import Message
+from peer.backends.base import Broker, Message, Storage
+from peer.backends.ipfs import IpfsBroker, IpfsStorage
 from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
 from peer.data import load_dataset, peer_data
-from peer.metrics import PeerMetrics, snapshot
+from peer.ipfs.client import IpfsClient
+from peer.metrics import PeerInstruments, PeerMetrics, snapshot
 from peer.models import create_model
+from peer.node.announcement import Announcement, decode_announcement
 from peer.node.peer import Peer, make_genesis, store_genesis
+from peer.tangle.transaction import MAX_TRANSACTION_BYTES
 
 TRAIN, EVALUATE = 0, 1
 
@@ -52,13 +57,20 @@ class LabWorker:
         self.genesis = make_genesis(self.model, settings.seed)
         self.storage = MemoryStorage()
         self.broker = MemoryBroker()
-        self.loop.run_until_complete(store_genesis(self.storage, self.genesis))
+        if settings.backend == "memory":
+            self.loop.run_until_complete(store_genesis(self.storage, self.genesis))
         malicious = set(settings.malicious_peers)
         self.metrics = PeerMetrics()  # this worker's peers; the runner serves all workers' snapshots
         self.peers: dict[int, Peer] = {}
+        self.clients: dict[int, IpfsClient] = {}
+        self.authors: dict[int, str] = {}
         for index in peer_indices:
+            name = author_name(index)
+            instruments = self.metrics.peer(name)
+            storage, broker, author = self._backends(index, instruments)
+            self.authors[index] = author
             self.peers[index] = Peer(
-                author=author_name(index),
+                author=author,
                 model=self.model,
                 data=peer_data(
                     dataset,
@@ -70,16 +82,35 @@ class LabWorker:
                     test_fraction=settings.test_fraction,
                 ),
                 settings=settings,
-                storage=self.storage,
-                broker=self.broker.connect(author_name(index)),
+                storage=storage,
+                broker=broker,
                 genesis=self.genesis,
                 clock=lambda: float(self._round),
                 malicious=index in malicious,
                 tag="lab",
-                metrics=self.metrics.peer(author_name(index)),
+                metrics=instruments,
             )
+        self._intake = []
+        if settings.backend == "ipfs":
+            # intake runs whenever this worker's loop runs (during every call from the runner)
+            self._intake = [self.loop.create_task(peer.run_intake()) for peer in self.peers.values()]
+            self.loop.run_until_complete(asyncio.sleep(1.0))  # subscriptions up before round 1
         self._round = 0
         self._references: dict[int, list[str]] = {}
+
+    def _backends(self, index: int, instruments: PeerInstruments) -> tuple[Storage, Broker, str]:
+        """Memory: the worker's shared store, a broker client named after the peer. IPFS: the node of the
+        peer (peers share nodes round-robin), whose libp2p peer id is then the peer's author."""
+        if self.settings.backend == "memory":
+            return self.storage, self.broker.connect(author_name(index)), author_name(index)
+        apis = self.settings.ipfs_apis
+        node = index % len(apis)
+        client = self.clients.get(node)
+        if client is None:
+            client = self.clients[node] = IpfsClient(apis[node], timeout=60)
+            self.loop.run_until_complete(store_genesis(IpfsStorage(client), self.genesis))
+        author = self.loop.run_until_complete(client.id()).peer_id
+        return IpfsStorage(client, instruments), IpfsBroker(client, instruments), author
 
     def train(self, round_index: int, active: list[int]) -> tuple[list[TrainResult], dict[str, bytes], list]:
         """Train the active peers hosted here; returns results, new blocks and announcements."""
@@ -93,11 +124,42 @@ class LabWorker:
             published = peer.published[-1].id if outcome.publish else None
             accuracy = outcome.metrics.accuracy if outcome.metrics else None
             results.append(TrainResult(index, published, accuracy, outcome.reason))
+        if self.settings.backend == "ipfs":
+            return results, *self.loop.run_until_complete(self._published(results))
         announcements = [(topic, m.sender, m.data) for topic, m in self.broker.drain_outbox()]
         return results, self.storage.drain_new(), announcements
 
+    async def _published(self, results: list[TrainResult]) -> tuple[dict[str, bytes], list]:
+        """Over IPFS the announcements went out for real; the runner still learns the round's transaction
+        blocks (not weights) for its live API, in the shape the memory backend gives them."""
+        blocks, announcements = {}, []
+        for result in results:
+            if result.published is not None:
+                peer = self.peers[result.peer]
+                blocks[result.published] = await peer.storage.get_transaction(
+                    result.published, max_bytes=MAX_TRANSACTION_BYTES
+                )
+                data = Announcement(result.published, ()).encode()
+                announcements.append((peer.topic, peer.author, data))
+        return blocks, announcements
+
     def deliver(self, blocks: dict[str, bytes], announcements: list[tuple[str, str, bytes]]) -> None:
-        """Everything published this round, by every worker, reaches every peer here in the same order."""
+        """Everything published this round, by every worker, reaches every peer here in the same order.
+
+        Over IPFS the announcements travel over PubSub, which is asynchronous; the round ends once every peer
+        here holds every transaction of the round, fetching (through its node) what PubSub has not brought
+        yet, so that rounds stay synchronous."""
+        if self.settings.backend == "ipfs":
+
+            async def sync() -> None:
+                for _topic, _sender, data in announcements:
+                    cid = decode_announcement(data).transaction
+                    for peer in self.peers.values():
+                        if cid is not None and not peer.guard.knows(cid):
+                            await peer.builder.resolve(cid)
+
+            self.loop.run_until_complete(sync())
+            return
         for cid, data in blocks.items():
             self.storage.add_replica(cid, data)
         self.storage.drain_new()
@@ -148,6 +210,15 @@ class LabWorker:
         return snapshot(self.metrics.registry)
 
     def close(self) -> None:
+        for task in self._intake:
+            task.cancel()
+
+        async def shut() -> None:
+            await asyncio.gather(*self._intake, return_exceptions=True)
+            for client in self.clients.values():
+                await client.aclose()
+
+        self.loop.run_until_complete(shut())
         self.loop.close()
 
 

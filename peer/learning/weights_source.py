@@ -9,6 +9,7 @@ walks around it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -33,8 +34,13 @@ class WeightsSource:
         *,
         max_bytes: int,
         cache_bytes: int = 64 * 1024 * 1024,
+        retry_after: float = 30.0,
     ) -> None:
         self._fetch = fetch
+        # a failed fetch (unreachable, timed out) is not retried for `retry_after` seconds, so walks that
+        # keep meeting the same unreachable tip do not each wait a whole timeout for it
+        self._retry_after = retry_after
+        self._failed: dict[str, float] = {}
         self._spec = spec
         self._max_bytes = max_bytes
         self._cache_bytes = cache_bytes
@@ -54,6 +60,9 @@ class WeightsSource:
                 return self._cache[weights_id]
             if weights_id in self._unusable:
                 raise WeightsUnavailable(weights_id, self._unusable[weights_id])
+            retry_at = self._failed.get(weights_id)
+            if retry_at is not None and time.monotonic() < retry_at:
+                raise WeightsUnavailable(weights_id, "fetch failed recently")
             self.misses += 1
         try:
             data = self._fetch(weights_id)
@@ -65,6 +74,10 @@ class WeightsSource:
                 self._unusable[weights_id] = f"invalid: {error}"
             raise WeightsUnavailable(weights_id, f"invalid: {error}") from error
         except Exception as error:
+            with self._lock:
+                if len(self._failed) > 10_000:
+                    self._failed.clear()
+                self._failed[weights_id] = time.monotonic() + self._retry_after
             raise WeightsUnavailable(weights_id, f"fetch failed: {error}") from error
         self.put(weights_id, weights)
         return weights

@@ -15,6 +15,7 @@ import numpy as np
 from peer.backends.base import Broker, Storage
 from peer.config import LearningSettings
 from peer.data.dataset import PeerData
+from peer.ipld import unixfs_file_cid
 from peer.learning.genesis import GENESIS_AUTHOR, genesis_weights, topic_for
 from peer.learning.learner import Learner, Reference, RoundOutcome
 from peer.learning.weights_source import WeightsSource
@@ -40,13 +41,11 @@ class Genesis:
 
 def make_genesis(model: Model, seed: int) -> Genesis:
     """The same bytes, and so the same CID, on every peer for the same (architecture, seed)."""
-    from peer.tangle.transaction import CODEC_RAW, cid_for
-
     weights = genesis_weights(model, seed)
     data = encode_weights(weights)
     cid, block = encode_transaction(
         parents=[],
-        weights=cid_for(data, CODEC_RAW),
+        weights=unixfs_file_cid(data),  # what `ipfs add` names it, so any backend stores it under this id
         model=model.architecture,
         author=GENESIS_AUTHOR,
         created=0,

@@ -6,7 +6,6 @@ and verify it by hash. Decoding validates the schema strictly: every byte of it 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,15 +13,34 @@ from typing import Any
 
 import libipld
 
+from peer.ipld import (
+    CODEC_DAG_CBOR,
+    CODEC_RAW,
+    BlockVerificationError,
+    Link,
+    cid_for,
+    encode_dag_cbor,
+    verify_block,
+)
+
 TRANSACTION_VERSION = 1
 MAX_PARENTS = 8
 MAX_TRANSACTION_BYTES = 16 * 1024
 MAX_METRICS = 16
 MAX_TEXT = 128
 
-CODEC_RAW = 0x55
-CODEC_DAG_CBOR = 0x71
-_SHA2_256 = 0x12
+__all__ = [
+    "CODEC_DAG_CBOR",
+    "CODEC_RAW",
+    "MAX_PARENTS",
+    "MAX_TRANSACTION_BYTES",
+    "InvalidTransaction",
+    "Transaction",
+    "cid_bytes",
+    "cid_for",
+    "decode_transaction",
+    "encode_transaction",
+]
 
 
 class InvalidTransaction(ValueError):
@@ -50,12 +68,6 @@ class Transaction:
         return not self.parents
 
 
-def cid_for(data: bytes, codec: int) -> str:
-    """CIDv1 (sha2-256) of a block, in base32 text as IPFS prints it."""
-    digest = hashlib.sha256(data).digest()
-    return libipld.encode_cid(bytes([1, codec, _SHA2_256, len(digest)]) + digest)
-
-
 def cid_bytes(cid: str) -> bytes:
     """Binary form of a CIDv1; raises InvalidTransaction for text that is not one."""
     try:
@@ -64,18 +76,6 @@ def cid_bytes(cid: str) -> bytes:
         return libipld.decode_multibase(cid)[1]
     except (ValueError, TypeError) as error:
         raise InvalidTransaction("bad_cid", f"not a CID: {cid[:80]!r}") from error
-
-
-def verify_block(cid: str, data: bytes) -> None:
-    """Check that bytes fetched from the network are the block the CID names (sha2-256 only)."""
-    try:
-        decoded = libipld.decode_cid(cid)
-    except (ValueError, TypeError) as error:
-        raise InvalidTransaction("bad_cid", f"not a CID: {cid[:80]!r}") from error
-    if decoded["hash"]["code"] != _SHA2_256:
-        raise InvalidTransaction("bad_cid", f"unsupported hash function in {cid}")
-    if hashlib.sha256(data).digest() != decoded["hash"]["digest"]:
-        raise InvalidTransaction("hash_mismatch", f"block does not hash to {cid}")
 
 
 def encode_transaction(
@@ -89,22 +89,35 @@ def encode_transaction(
     metrics: Mapping[str, float] | None = None,
 ) -> tuple[str, bytes]:
     """Build the dag-cbor block of a new transaction; returns (cid, block)."""
-    obj: dict[str, Any] = {
-        "v": TRANSACTION_VERSION,
-        # libipld encodes bytes that parse as a CID as a tag-42 link
-        "parents": [cid_bytes(p) for p in parents],
-        "weights": cid_bytes(weights),
-        "model": model,
-        "author": author,
-        "created": round(created * 1000),
-        "tag": tag,
-        "metrics": {k: float(v) for k, v in sorted((metrics or {}).items())},
-    }
-    block = libipld.encode_dag_cbor(obj)
+    for cid in (*parents, weights):
+        cid_bytes(cid)  # only CIDv1 links
+    block = encode_dag_cbor(_wire(parents, weights, model, author, round(created * 1000), tag, metrics))
     cid = cid_for(block, CODEC_DAG_CBOR)
     # decoding our own block is cheap and guarantees that what we publish passes every peer's checks
     decode_transaction(cid, block)
     return cid, block
+
+
+def _wire(
+    parents: tuple[str, ...] | list[str],
+    weights: str,
+    model: str,
+    author: str,
+    created_ms: int,
+    tag: str,
+    metrics: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The object as it is encoded: parents and weights are real links, so `ipfs dag export` follows them."""
+    return {
+        "v": TRANSACTION_VERSION,
+        "parents": [Link(p) for p in parents],
+        "weights": Link(weights),
+        "model": model,
+        "author": author,
+        "created": created_ms,
+        "tag": tag,
+        "metrics": {k: float(v) for k, v in sorted((metrics or {}).items())},
+    }
 
 
 def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transaction:
@@ -112,7 +125,10 @@ def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transa
     if len(block) > MAX_TRANSACTION_BYTES:
         raise InvalidTransaction("too_large", f"{len(block)} bytes > {MAX_TRANSACTION_BYTES}")
     if verify:
-        verify_block(cid, block)
+        try:
+            verify_block(cid, block)
+        except BlockVerificationError as error:
+            raise InvalidTransaction(error.reason, str(error)) from error
     try:
         obj = libipld.decode_dag_cbor(block)
     except (ValueError, TypeError) as error:
@@ -149,6 +165,10 @@ def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transa
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise InvalidTransaction("bad_schema", f"metric {key!r} is not a finite number")
         metrics[_text(key, "metrics key")] = float(value)
+    # libipld decodes a link and a byte string alike: only the canonical encoding of what was read, with
+    # real links, is accepted, so a transaction has exactly one block (and one CID)
+    if encode_dag_cbor(_wire(parents, weights, model, author, created, tag, metrics_raw)) != block:
+        raise InvalidTransaction("bad_encoding", "not the canonical dag-cbor form (links must be tag 42)")
     return Transaction(
         id=cid,
         parents=parents,

@@ -26,8 +26,8 @@ from peer.ipfs import (
     parse_car,
     verify_block,
 )
-from peer.ipfs.client import CODEC_DAG_CBOR
 from peer.ipfs.testnet import IpfsTestnet, wait_for_pubsub_peers
+from peer.ipld import CODEC_DAG_CBOR, BlockVerificationError
 
 from .conftest import TestnetFactory
 
@@ -75,9 +75,9 @@ async def test_block_get_is_verified_against_the_cid(ipfs_a: IpfsClient, ipfs_b:
     cid = await ipfs_a.add(data)
     assert await ipfs_b.block_get(cid, max_bytes=len(data)) == data
     verify_block(cid, data)
-    with pytest.raises(IpfsVerificationError):
+    with pytest.raises(BlockVerificationError):
         verify_block(cid, data + b"tampered")
-    with pytest.raises(IpfsVerificationError):
+    with pytest.raises(BlockVerificationError):
         verify_block(cid_for(b"something else"), data)
 
 

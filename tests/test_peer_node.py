@@ -1,0 +1,147 @@
+"""The daemon's parts without processes or IPFS: configuration, the pinning window, intake against a lying
+store, the weights cache's memory of failed fetches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from peer.backends.base import BlockNotFound, Message
+from peer.backends.memory import MemoryStorage
+from peer.config import ConfigError, PeerSettings, parse
+from peer.ipld import cid_for
+from peer.learning.weights_source import WeightsSource, WeightsUnavailable
+from peer.node.announcement import Announcement
+from peer.node.builder import TangleBuilder
+from peer.node.guard import TangleGuard
+from peer.node.pinning import PinWindow
+from peer.tangle.dag import Tangle
+from peer.tangle.transaction import decode_transaction, encode_transaction
+
+
+def _genesis() -> tuple[str, bytes]:
+    return encode_transaction(parents=[], weights=cid_for(b"w0"), model="m", author="genesis", created=0)
+
+
+def _child(parent: str, n: int) -> tuple[str, bytes]:
+    return encode_transaction(parents=[parent], weights=cid_for(b"w%d" % n), model="m", author="a", created=n)
+
+
+# --- configuration --------------------------------------------------------------------------------
+def test_original_variables_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "MODEL": "femnist",
+        "TIMEOUT": "none",
+        "TRAINING_INTERVAL": "7",
+        "NUM_OF_TIPS": "3",
+        "NUM_OF_SAMPLING_ROUND": "5",
+        "ACTIVE_QUOTA": "0.5",
+        "LOGGING_LEVEL": "WARN",
+        "IPFS_REPROVIDER_INTERVAL": "12h",
+        "PEER_INDEX": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = parse(PeerSettings, env=True)
+    assert (s.model, s.timeout, s.training_interval, s.num_of_tips) == ("cnn", None, 7.0, 3)
+    assert (s.num_of_sampling_round, s.active_quota, s.log_level) == (5, 0.5, "WARNING")
+    assert s.kubo_config()["Provide.DHT.Interval"] == "12h"
+    assert s.http_host == "127.0.0.1"  # never on every interface unless asked
+    assert s.http_port == 8000
+
+
+def test_bad_values_name_variable_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINING_INTERVAL", "soon")
+    monkeypatch.setenv("CONNECTION_PRUNING_HIGH", "0")
+    with pytest.raises(ConfigError) as info:
+        parse(PeerSettings, env=True)
+    assert "TRAINING_INTERVAL (--training-interval)" in str(info.value)
+    assert "CONNECTION_PRUNING_HIGH (--connection-pruning-high)" in str(info.value)
+
+
+def test_peer_index_comes_from_the_statefulset_ordinal_never_an_address() -> None:
+    s = PeerSettings(peers=10)
+    assert s.resolved_peer_index("peer-7") == 7
+    with pytest.raises(ConfigError, match="PEER_INDEX"):
+        s.resolved_peer_index("10.42.0.17")
+    with pytest.raises(ConfigError, match="PEER_INDEX"):
+        s.resolved_peer_index("peer-12")  # beyond PEERS
+    assert PeerSettings(peer_index=3, peers=10).resolved_peer_index("peer-7") == 3
+
+
+def test_pin_window_defaults_to_twice_the_walk_window() -> None:
+    assert PeerSettings().pin_depth == 2 * PeerSettings().particle_depth_max
+    assert PeerSettings(entry="genesis").pin_depth is None
+    assert PeerSettings(pin_window=5).pin_depth == 5
+
+
+# --- pinning window -------------------------------------------------------------------------------
+def test_window_pins_every_transaction_and_recent_weights_only() -> None:
+    genesis_id, genesis_block = _genesis()
+    tangle = Tangle(decode_transaction(genesis_id, genesis_block), weight_horizon=None)
+    storage = MemoryStorage()
+    window = PinWindow(tangle, storage, depth=2)
+    parent = genesis_id
+    txs = []
+    for n in range(1, 7):
+        cid, block = _child(parent, n)
+        tx = decode_transaction(cid, block)
+        tangle.add(tx)
+        txs.append(tx)
+        parent = cid
+        asyncio.run(window.update())
+    pinned = set(storage.pins)
+    assert {tx.id for tx in txs} | {genesis_id} <= pinned  # every block, for late joiners
+    recent = {tx.weights for tx in txs[-3:]}  # heights 4..6 with depth 2
+    assert window.weights == recent | {tangle.genesis.weights}
+    assert not {tx.weights for tx in txs[:-3]} & pinned  # unpinned once out of the window
+
+
+# --- intake ---------------------------------------------------------------------------------------
+class LyingStorage(MemoryStorage):
+    """Hands out a block under another CID: how a cycle or a self-parent would have to arrive."""
+
+    def __init__(self, answers: dict[str, bytes]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    async def get_transaction(self, cid: str, *, max_bytes: int) -> bytes:
+        if cid in self.answers:
+            return self.answers[cid]
+        raise BlockNotFound(cid)
+
+
+def test_cycles_cannot_enter_the_tangle() -> None:
+    genesis_id, genesis_block = _genesis()
+    tangle = Tangle(decode_transaction(genesis_id, genesis_block))
+    # A and B approve each other: only possible if the store lies about what a CID holds
+    a_cid = cid_for(b"a", 0x71)
+    b_cid, b_block = _child(a_cid, 2)
+    _, a_block = _child(b_cid, 1)
+    builder = TangleBuilder(
+        TangleGuard(tangle), LyingStorage({a_cid: a_block, b_cid: b_block}), architecture="m", attempts=1
+    )
+    asyncio.run(builder.on_message(Message("a", Announcement(b_cid, ()).encode())))
+    assert builder.rejected == {"hash_mismatch": 1}
+    assert len(tangle) == 1
+
+
+# --- weights cache --------------------------------------------------------------------------------
+def test_failed_fetches_are_not_retried_at_once() -> None:
+    calls = []
+
+    def fetch(weights_id: str) -> bytes:
+        calls.append(weights_id)
+        raise TimeoutError("unreachable")
+
+    source = WeightsSource(fetch, {"w": (1,)}, max_bytes=1024, retry_after=0.2)
+    for _ in range(3):
+        with pytest.raises(WeightsUnavailable):
+            source.get("x")
+    assert calls == ["x"]  # the walks that meet it again do not wait for another timeout
+    time.sleep(0.25)
+    with pytest.raises(WeightsUnavailable):
+        source.get("x")
+    assert calls == ["x", "x"]
+    assert not source.unusable  # unreachable is not invalid: it may come back
