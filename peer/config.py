@@ -48,16 +48,16 @@ class LearningSettings(BaseSettings):
 
     num_of_tips: int = Field(2, ge=1, le=8, description="tips a new transaction approves")
     tip_sample_size: int | None = Field(
-        None, ge=1, description="walks per tip selection; above NUM_OF_TIPS the lowest-loss tips are kept"
+        4, ge=1, description="walks per tip selection; above NUM_OF_TIPS the lowest-loss tips are kept"
     )
     num_of_sampling_round: int = Field(
         35, ge=1, description="tip samplings that decide the reference (consensus) model"
     )
     reference_top_k: int = Field(10, ge=1, description="the reference model averages the k best transactions")
     reference_candidates: int = Field(
-        20,
+        30,
         ge=1,
-        description="the reference averages the k of this many best-scored transactions with the lowest local loss",
+        description="the reference averages the k lowest-loss of this many best-scored transactions",
     )
     plausible_loss_factor: float = Field(
         4.0,

@@ -6,6 +6,7 @@ reference model -> tip selection -> average -> local training -> evaluation -> p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ from peer.config import LearningSettings
 from peer.data.dataset import PeerData
 from peer.learning import poisoning
 from peer.learning.weights_source import WeightsSource, WeightsUnavailable
+from peer.metrics import PeerInstruments
 from peer.models.base import Metrics, Model, TrainParams, Weights
 from peer.models.weights import average_weights
 from peer.tangle.consensus import reference_transactions
@@ -52,12 +54,14 @@ class Learner:
         weights: WeightsSource,
         *,
         malicious: bool = False,
+        metrics: PeerInstruments | None = None,
     ) -> None:
         self.model = model
         self.data = data
         self.settings = settings
         self.weights = weights
         self.malicious = malicious
+        self.metrics = metrics if metrics is not None else PeerInstruments.detached()
         self.train_params = TrainParams(
             learning_rate=settings.learning_rate, batch_size=settings.batch_size, epochs=settings.local_epochs
         )
@@ -93,32 +97,48 @@ class Learner:
             self.settings.walk_config(),
             rng,
             accuracy=accuracy,
-            usable=lambda tx_id: self.weights.is_usable(tangle.get(tx_id).weights),
+            usable=lambda tx_id: self.plausible(tangle, tx_id),
         )
 
     def reference(self, tangle: Tangle, rng: np.random.Generator) -> Reference:
         selector = self._selector(tangle, rng)
         depth = selector.config.window_depth
         min_height = 0 if depth is None else max(0, tangle.max_height - depth)
-        chosen = reference_transactions(
+        started = time.perf_counter()
+        ranked = reference_transactions(
             tangle,
             selector.walk,
             sampling_rounds=self.settings.num_of_sampling_round,
-            top_k=self.settings.reference_top_k,
+            top_k=None,
             min_height=min_height,
         )
-        usable = [t for t in chosen if self.weights.is_usable(tangle.get(t).weights)] or [tangle.genesis.id]
-        weights = average_weights([self.weights.get(tangle.get(t).weights) for t in usable])
+        # of the best-scored plausible candidates, average the k that do best on the peer's own data
+        candidates = [t for t in ranked if self.plausible(tangle, t)][: self.settings.reference_candidates]
+        candidates.sort(key=lambda t: self.rating(tangle, t).loss)
+        chosen = candidates[: self.settings.reference_top_k] or [tangle.genesis.id]
+        self.metrics.consensus_duration.observe(time.perf_counter() - started)
+        weights = average_weights([self.weights.get(tangle.get(t).weights) for t in chosen])
         threes, as_eight = poisoning.flip_counts(
             self.model.predict(weights, self.data.test_x), self.data.test_y
         )
         return Reference(
-            transactions=usable,
+            transactions=chosen,
             weights=weights,
             metrics=self.evaluate(weights),
             threes=threes,
             threes_as_eight=as_eight,
         )
+
+    def plausible(self, tangle: Tangle, tx_id: str) -> bool:
+        """Whether a transaction is worth building on: its weights can be had, and on the peer's own data its
+        loss is within `plausible_loss_factor` times the untrained genesis model's. One averaged-in model of
+        random weights (loss ~50 on digits, against ~2.5 untrained) ruins a reference or a new model; a
+        legitimate model trained on other peers' labels stays well inside the bar."""
+        try:
+            loss = self.rating(tangle, tx_id).loss
+        except WeightsUnavailable:
+            return False
+        return loss <= self.settings.plausible_loss_factor * self.rating(tangle, tangle.genesis.id).loss
 
     # --- one round -----------------------------------------------------------------------------------------
     def train_round(
@@ -127,11 +147,13 @@ class Learner:
         settings = self.settings
         reference = self.reference(tangle, rng)
         selector = self._selector(tangle, rng)
+        started = time.perf_counter()
         tips = selector.select(
             settings.num_of_tips,
             sample_size=settings.tip_sample_size,
             loss=lambda tx_id: self.rating(tangle, tx_id).loss,
         )
+        self.metrics.tip_selection_duration.observe(time.perf_counter() - started)
         base = average_weights([self.weights.get(tangle.get(t).weights) for t in tips])
         outcome = RoundOutcome(reference=reference, tips=tips)
 

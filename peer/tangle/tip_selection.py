@@ -33,7 +33,6 @@ class WalkConfig:
     entry: EntryMode = "particles"
     particle_depth_min: int = 10
     particle_depth_max: int = 20
-    max_attempts: int = 10
 
     @property
     def window_depth(self) -> int | None:
@@ -45,8 +44,8 @@ class TipSelector:
     """Walks over one tangle with one random generator.
 
     `accuracy` rates a transaction by its model's accuracy on the walker's data (needed by the accuracy walk);
-    `usable` says whether a transaction's weights can be had: a walk that ends at an unusable transaction is
-    retried without it.
+    `usable` says whether a transaction can be built on (its weights can be had and are plausible): a walk
+    that ends at an unusable transaction is retried without it.
     """
 
     def __init__(
@@ -79,13 +78,25 @@ class TipSelector:
         return candidates[int(self.rng.integers(len(candidates)))]
 
     def walk(self, start: str | None = None) -> str:
-        """One walk to a usable transaction with no usable approvers (normally a tip)."""
-        for _ in range(self.config.max_attempts):
-            end = self._walk_once(start if start is not None else self.entry_point())
-            if self._usable is None or self._usable(end):
-                return end
-            self.excluded.add(end)
-        raise NoUsableTips(f"no usable tip after {self.config.max_attempts} walks")
+        """One walk to a usable transaction with no usable approvers (normally a tip).
+
+        An unusable end is excluded and the walk steps back to where it came from and goes on from there,
+        so it ends at the nearest usable transaction instead of failing when many tips are bad.
+        """
+        path = [start if start is not None else self.entry_point()]
+        if self._usable is not None and not self._usable(path[0]):
+            path = [self.tangle.genesis.id]  # the way back to a usable past runs through genesis
+        while path:
+            current = path[-1]
+            candidates = [a for a in self.tangle.approvers(current) if a not in self.excluded]
+            if candidates:
+                path.append(candidates[self._step(candidates)] if len(candidates) > 1 else candidates[0])
+                continue
+            if self._usable is None or self._usable(current):
+                return current
+            self.excluded.add(current)
+            path.pop()
+        raise NoUsableTips("every transaction this walk could reach is unusable")
 
     def select(
         self, num_tips: int, *, sample_size: int | None = None, loss: Callable[[str], float] | None = None
@@ -97,18 +108,7 @@ class TipSelector:
             found = found[:num_tips] if loss is None else sorted(found, key=loss)[:num_tips]
         return found
 
-    def _walk_once(self, current: str) -> str:
-        tangle = self.tangle
-        while True:
-            candidates = [a for a in tangle.approvers(current) if a not in self.excluded]
-            if not candidates:
-                return current
-            if len(candidates) == 1:
-                current = candidates[0]
-                continue
-            current = candidates[self._step(current, candidates)]
-
-    def _step(self, current: str, candidates: list[str]) -> int:
+    def _step(self, candidates: list[str]) -> int:
         if self.config.kind == "accuracy":
             assert self._accuracy is not None
             rating = np.array([self._accuracy(c) for c in candidates], dtype=np.float64)

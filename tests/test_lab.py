@@ -1,0 +1,102 @@
+"""Short lab runs: outputs, reproducibility, the baseline, poisoning, and clear configuration errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peer.config import ConfigError, LabSettings, parse
+from peer.lab.runner import run_lab
+
+TANGLE = [sys.executable, "-m", "peer"]
+
+
+def lab(tmp_path: Path, name: str, *args: str) -> Path:
+    out = tmp_path / name
+    subprocess.run(
+        [*TANGLE, "lab", "--peers", "4", "--rounds", "4", "--progress", "false", "--out", str(out), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return out
+
+
+def test_lab_writes_its_outputs_and_is_reproducible(tmp_path: Path) -> None:
+    one = lab(tmp_path, "one", "--workers", "1")
+    two = lab(tmp_path, "two", "--workers", "2")
+    summary = json.loads((one / "summary.json").read_text())
+    # the same seed gives the same summary.json, whatever the number of worker processes
+    assert (two / "summary.json").read_text() == (one / "summary.json").read_text()
+    assert (two / "tangle.json").read_text() == (one / "tangle.json").read_text()
+    for method in ("tangle", "fedavg"):
+        assert 0 <= summary[method]["accuracy"] <= 1
+        assert summary[method]["loss"] > 0
+    assert summary["config"]["peers"] == 4
+    assert summary["config"]["num_of_tips"] == 2
+    rows = list(csv.DictReader((one / "metrics.csv").open()))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["tangle_accuracy"]) == summary["tangle"]["accuracy"]
+    tangle = json.loads((one / "tangle.json").read_text())
+    assert tangle["count"] == len(tangle["nodes"]) == summary["tangle"]["transactions"]
+    assert tangle["nodes"][0]["name"] == tangle["genesis"]
+    assert (one / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    other = lab(tmp_path, "seed1", "--seed", "1", "--workers", "1")
+    assert (other / "summary.json").read_text() != (one / "summary.json").read_text()
+
+
+def test_labelflip_reports_misclassification_for_both(tmp_path: Path) -> None:
+    out = lab(tmp_path, "flip", "--poison", "labelflip", "--malicious-fraction", "0.25")
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["tangle"]["misclassification_3_as_8"] <= 1
+    assert 0 <= summary["fedavg"]["misclassification_3_as_8"] <= 1
+    assert summary["malicious_peers"] == ["lab-peer-003"]
+
+
+def test_no_baseline_skips_fedavg(tmp_path: Path) -> None:
+    settings = parse(LabSettings, env=False, peers=3, rounds=2, baseline="none", workers=1, progress=False)
+    result = run_lab(settings)
+    assert "fedavg" not in result.summary()
+    assert result.rounds[-1].fedavg_accuracy is None
+
+
+def test_random_attackers_never_enter_the_reference() -> None:
+    settings = parse(
+        LabSettings, env=False, peers=5, rounds=6, workers=1, poison="random", malicious_fraction=0.2,
+        baseline="none", progress=False,
+    )  # fmt: skip
+    result = run_lab(settings)
+    malicious = {n["name"] for n in result.tangle["nodes"] if n["malicious"]}
+    assert malicious, "the attacker published"
+    assert not malicious & set(result.tangle["reference"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--peers", "0"], "--peers"),
+        (["--active-quota", "1.5"], "--active-quota"),
+        (["--num-of-tips", "x"], "--num-of-tips"),
+        (["--poison", "random"], "malicious_fraction"),
+        (["--particle-depth-min", "30"], "particle_depth_min"),
+        (["--dataset", "femnist"], "dataset_path"),
+    ],
+)
+def test_bad_values_are_clear_errors(args: list[str], message: str) -> None:
+    done = subprocess.run([*TANGLE, "lab", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_lab_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUM_OF_TIPS", "5")
+    assert parse(LabSettings, env=False).num_of_tips == 2
+    with pytest.raises(ConfigError, match="--rounds"):
+        parse(LabSettings, env=False, rounds=0)
