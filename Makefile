@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/tangle lab --out runs/demo
 
 test: $(STAMP)
+	scripts/install-test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -36,6 +37,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tip_selection.py
 	$(BIN)/python benchmarks/lab_throughput.py
+	$(BIN)/python benchmarks/ipfs_transport.py
+	$(BIN)/python benchmarks/visualizer_render.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

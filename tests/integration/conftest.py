@@ -18,10 +18,6 @@ from peer.ipfs import IpfsClient
 from peer.ipfs.testnet import IpfsTestnet
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "integration: needs real services, such as a local js-ipfs testnet")
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def ipfs_testnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[IpfsTestnet]:
     """Two connected js-ipfs nodes for the whole session (about 10 s to start on 2 cores)."""

@@ -10,10 +10,6 @@ import pytest
 from viz_helpers import REPO, write_lab_folder
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives a real headless Chromium (Debian's chromium)")
-
-
 @pytest.fixture
 def lab_folder(tmp_path: Path) -> Path:
     return write_lab_folder(tmp_path / "lab")
