@@ -4,8 +4,9 @@ exactly one definition, one validation and one help text."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfigDict, SettingsError
 from rich.console import Console
 
@@ -90,6 +91,26 @@ class VizCommand(VizSettings):
         serve(VizSettings(**self.model_dump(exclude_unset=True)))
 
 
+class ConvertFemnistCommand(BaseSettings):
+    """Convert LEAF FEMNIST JSON (a file or a folder of them) once into a compact .npz a Pi can load."""
+
+    model_config = SettingsConfigDict(cli_kebab_case=True)
+
+    source: Path = Field(description="a LEAF JSON file or a folder of them")
+    out: Path = Field(description="the .npz to write (or a folder for femnist.npz)")
+
+    def cli_cmd(self) -> None:
+        from peer.data import DataError
+        from peer.data.femnist import convert_leaf
+
+        try:
+            written = convert_leaf(self.source, self.out)
+        except DataError as error:
+            print(f"tangle convert-femnist: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(f"wrote {written}")
+
+
 class Tangle(BaseSettings):
     """Learning Tangle: decentralized learning on a Tangle ledger over IPFS."""
 
@@ -98,6 +119,7 @@ class Tangle(BaseSettings):
     lab: CliSubCommand[LabCommand]
     peer: CliSubCommand[PeerCommand]
     viz: CliSubCommand[VizCommand]
+    convert_femnist: CliSubCommand[ConvertFemnistCommand]
 
     def cli_cmd(self) -> None:
         CliApp.run_subcommand(self)

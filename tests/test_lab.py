@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from peer.config import ConfigError, LabSettings, parse
@@ -100,3 +101,38 @@ def test_lab_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse(LabSettings, env=False).num_of_tips == 2
     with pytest.raises(ConfigError, match="--rounds"):
         parse(LabSettings, env=False, rounds=0)
+
+
+def test_femnist_converted_once_then_learned_by_writer(tmp_path: Path) -> None:
+    """A folder in the real LEAF format, converted with the CLI, then a lab split by writer."""
+    rng = np.random.default_rng(0)
+    leaf = tmp_path / "leaf"
+    leaf.mkdir()
+    writers = [f"f{i:04d}_00" for i in range(4)]
+    labels = rng.integers(0, 5, (4, 20))
+    images = np.ones((4, 20, 784))  # white paper, with a dark stroke where the label says
+    for w in range(4):
+        for i, label in enumerate(labels[w]):
+            images[w, i, label * 100 : label * 100 + 100] = rng.random(100) * 0.3
+    doc = {
+        "users": writers,
+        "num_samples": [20] * 4,
+        "user_data": {
+            w: {"x": images[i].round(3).tolist(), "y": labels[i].tolist()} for i, w in enumerate(writers)
+        },
+    }
+    (leaf / "all_data_0.json").write_text(json.dumps(doc))
+    converted = tmp_path / "femnist.npz"
+    done = subprocess.run(
+        [*TANGLE, "convert-femnist", "--source", str(leaf), "--out", str(converted)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = ["--dataset", "femnist", "--dataset-path", str(converted), "--partition", "writer"]
+    out = lab(tmp_path, "femnist", *data, "--model", "softmax", "--peers", "2", "--workers", "1")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["dataset"] == "femnist"
+    assert summary["tangle"]["transactions"] > 1
+    assert summary["tangle"]["accuracy"] > 0.5

@@ -226,9 +226,6 @@ def serve(
     connection: multiprocessing.connection.Connection, settings_json: str, peer_indices: list[int]
 ) -> None:
     """Entry point of a worker process: answer calls until told to stop."""
-    import os
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
     connection.send(("ready", None))
     while True:
