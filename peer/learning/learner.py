@@ -7,7 +7,7 @@ reference model -> tip selection -> average -> local training -> evaluation -> p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,7 +42,6 @@ class RoundOutcome:
     metrics: Metrics | None = None
     publish: bool = False
     reason: str = ""
-    extra_metrics: dict[str, float] = field(default_factory=dict)
 
 
 class Learner:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from peer.models.base import Weights
 
-PoisonKind = Literal["none", "random", "labelflip"]
 FLIP_FROM, FLIP_TO = 3, 8
 
 

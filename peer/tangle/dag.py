@@ -60,9 +60,6 @@ class Tangle:
     def tips(self) -> list[str]:
         return list(self._tips)
 
-    def is_tip(self, tx_id: str) -> bool:
-        return tx_id in self._tips
-
     def approvers(self, tx_id: str) -> list[str]:
         return self._approvers[tx_id]
 
