@@ -4,7 +4,8 @@ with 20% attackers (random weights, label flip), for several seeds, each in one 
     python benchmarks/lab_accuracy.py [--seeds 0 1 2] [--rounds 30]
 
 Prints JSON: per seed and scenario both accuracies, the tangle's drop against its clean run, the 3-as-8
-misclassification, and whether each target of the learning-core issue holds.
+misclassification (under label flip also without the attack, on the same honest peers' test sets, from a
+control run whose attackers never start), and whether each target of the learning-core issue holds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "clean": {},
     "random": {"poison": "random", "malicious_fraction": 0.2},
     "labelflip": {"poison": "labelflip", "malicious_fraction": 0.2},
+    # the same peers marked malicious but never attacking: the 3-as-8 rate of the honest peers' test sets
+    # without any attack, so the attack's own effect can be read off
+    "control": {"poison": "labelflip", "malicious_fraction": 0.2, "poison_from": 10_000},
 }
 
 
@@ -60,6 +64,8 @@ def main() -> None:
                 "tangle_3_as_8": round(tangle["misclassification_3_as_8"], 4),
                 "fedavg_3_as_8": round(fedavg["misclassification_3_as_8"], 4),
             }
+            if scenario == "control":
+                continue
             if scenario == "clean":
                 row["target"] = "tangle >= fedavg - 0.02 and >= 0.90"
                 row["met"] = tangle["accuracy"] >= max(fedavg["accuracy"] - 0.02, 0.90)
@@ -67,6 +73,9 @@ def main() -> None:
                 row["target"] = "drop <= 0.02"
                 row["met"] = row["tangle_drop"] <= 0.02
             else:
+                control = runs[seed, "control"]
+                row["tangle_3_as_8_without_attack"] = round(control["tangle"]["misclassification_3_as_8"], 4)
+                row["fedavg_3_as_8_without_attack"] = round(control["fedavg"]["misclassification_3_as_8"], 4)
                 row["target"] = "drop <= 0.03 and 3-as-8 < 0.10"
                 row["met"] = row["tangle_drop"] <= 0.03 and tangle["misclassification_3_as_8"] < 0.10
             rows.append(row)
