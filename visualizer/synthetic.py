@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from peer.api.app import UnknownPeer
+from peer.api.app import resolve_peer
 from peer.api.transactions import transactions_document
 from peer.tangle.dag import Tangle
 from peer.tangle.transaction import CODEC_DAG_CBOR, CODEC_RAW, Transaction, cid_for
@@ -82,11 +82,7 @@ class SyntheticApi:
             self.builder.grow(count)
 
     def _check(self, peer: str | None) -> str:
-        if peer is None:
-            return self.names[0]
-        if peer not in self.names:
-            raise UnknownPeer(peer)
-        return peer
+        return resolve_peer(peer, self.names)
 
     def peers(self) -> list[str]:
         return list(self.names)

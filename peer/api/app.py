@@ -29,6 +29,15 @@ class UnknownPeer(KeyError):
     pass
 
 
+def resolve_peer(peer: str | None, names: list[str]) -> str:
+    """The peer a request names (the first one when it names none), or UnknownPeer."""
+    if peer is None:
+        return names[0]
+    if peer not in names:
+        raise UnknownPeer(peer)
+    return peer
+
+
 def create_app(source: ApiSource, *, metrics: Any | None = None) -> Starlette:
     """`metrics` is a prometheus_client registry (or None: no /metrics route)."""
 

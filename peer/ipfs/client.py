@@ -499,17 +499,15 @@ class IpfsClient:
     async def pin_add(
         self, cid: str, *, recursive: bool = True, request_timeout: TimeoutArg = DEFAULT
     ) -> list[str]:
-        obj = await self._json(
-            "pin/add", {"arg": cid, "recursive": recursive}, request_timeout=request_timeout
-        )
-        return [normalize_cid(c) for c in obj.get("Pins") or []]
+        return await self._pin("pin/add", cid, recursive, request_timeout)
 
     async def pin_rm(
         self, cid: str, *, recursive: bool = True, request_timeout: TimeoutArg = DEFAULT
     ) -> list[str]:
-        obj = await self._json(
-            "pin/rm", {"arg": cid, "recursive": recursive}, request_timeout=request_timeout
-        )
+        return await self._pin("pin/rm", cid, recursive, request_timeout)
+
+    async def _pin(self, command: str, cid: str, recursive: bool, request_timeout: TimeoutArg) -> list[str]:
+        obj = await self._json(command, {"arg": cid, "recursive": recursive}, request_timeout=request_timeout)
         return [normalize_cid(c) for c in obj.get("Pins") or []]
 
     async def pin_ls(

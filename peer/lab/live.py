@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from peer.api.app import UnknownPeer
+from peer.api.app import resolve_peer
 from peer.api.transactions import transactions_document
 from peer.node.announcement import decode_announcement
 from peer.tangle.dag import Tangle
@@ -53,11 +53,7 @@ class LabApiSource:
         return list(self.authors)
 
     def _author(self, peer: str | None) -> str:
-        if peer is None:
-            return self.authors[0]
-        if peer not in self.authors:
-            raise UnknownPeer(peer)
-        return peer
+        return resolve_peer(peer, self.authors)
 
     def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
         author = self._author(peer)

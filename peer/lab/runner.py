@@ -18,13 +18,13 @@ import numpy as np
 
 from peer.api.app import BackgroundServer, create_app
 from peer.config import LabSettings
-from peer.data import load_dataset, peer_data
+from peer.data import Dataset, load_dataset, peer_data
 from peer.lab.fedavg import FedAvg
 from peer.lab.live import LabApiSource
 from peer.lab.worker import LabWorker, author_name, serve
 from peer.learning.genesis import genesis_weights
 from peer.metrics import LabMetrics, metrics_app
-from peer.models import create_model
+from peer.models import Model, create_model
 from peer.node.peer import make_genesis
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -175,11 +175,14 @@ def _run(
     handles = [WorkerHandle(settings, peers, in_process=workers == 1) for peers in assignment]
     malicious = settings.malicious_peers
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
-    fedavg = _baseline(settings)
+    # the runner's own copy of the data and model, for the baseline and the live API (workers load their own)
+    dataset = load_dataset(settings.dataset, settings.dataset_path)
+    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+    fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
     trainings = 0
     lab_metrics = LabMetrics() if settings.metrics_port is not None else None
-    live, server = _live_api(settings, lab_metrics)
+    live, server = _live_api(settings, model, lab_metrics)
     metrics_server = _metrics_server(settings, lab_metrics)
     try:
         if lab_metrics is not None:  # the peers are scrapeable (at zero) before the first round ends
@@ -259,12 +262,10 @@ def _run(
 
 
 def _live_api(
-    settings: LabSettings, lab_metrics: LabMetrics | None = None
+    settings: LabSettings, model: Model, lab_metrics: LabMetrics | None = None
 ) -> tuple[LabApiSource | None, BackgroundServer | None]:
     if settings.api_port is None:
         return None, None
-    dataset = load_dataset(settings.dataset, settings.dataset_path)
-    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
     source = LabApiSource(
         make_genesis(model, settings.seed).transaction,
         [author_name(i) for i in range(settings.peers)],
@@ -299,11 +300,9 @@ def _active_peers(settings: LabSettings, round_index: int) -> list[int]:
     return active or [int(rng.integers(settings.peers))]
 
 
-def _baseline(settings: LabSettings) -> FedAvg | None:
+def _baseline(settings: LabSettings, dataset: Dataset, model: Model) -> FedAvg | None:
     if settings.baseline == "none":
         return None
-    dataset = load_dataset(settings.dataset, settings.dataset_path)
-    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
     data = [
         peer_data(
             dataset,
