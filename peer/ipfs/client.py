@@ -344,6 +344,36 @@ class IpfsClient:
         )
         return sum(1 for entry in _ndjson(body, "repo/gc") if entry.get("Key") or entry.get("Cid"))
 
+    async def config_get(self, key: str, *, request_timeout: TimeoutArg = DEFAULT) -> Any:
+        """One value of the node's configuration (dotted key, e.g. ``Datastore.StorageMax``)."""
+        obj = await self._json("config", {"arg": key}, request_timeout=request_timeout, idempotent=True)
+        return obj.get("Value")
+
+    async def config_set(self, key: str, value: Any, *, request_timeout: TimeoutArg = DEFAULT) -> None:
+        """Set one configuration value (JSON); most keys act only after the daemon restarts."""
+        params = {"arg": [key, json.dumps(value)], "json": True}
+        await self._json("config", params, request_timeout=request_timeout)
+
+    async def prometheus_metrics(self, *, max_bytes: int, request_timeout: TimeoutArg = DEFAULT) -> bytes:
+        """kubo's own Prometheus metrics (``/debug/metrics/prometheus`` on the RPC port), at most
+        ``max_bytes`` (:class:`IpfsTooLarge` past that)."""
+        limit = self._timeout(request_timeout)
+        url = self.base_url.removesuffix("/api/v0") + "/debug/metrics/prometheus"
+        try:
+            async with (
+                asyncio.timeout(limit),
+                self._http.stream("GET", url, timeout=httpx.Timeout(limit)) as response,
+            ):
+                if response.status_code != 200:
+                    raise await _api_error(response)
+                return await _read_limited(response, max_bytes, "kubo metrics")
+        except TimeoutError as e:
+            raise IpfsTimeout(f"kubo metrics did not arrive within {limit} s") from e
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"kubo metrics timed out: {e!r}") from e
+        except httpx.RequestError as e:
+            raise IpfsConnectionError(f"kubo metrics on {url}: {e!r}") from e
+
     # -- files and blocks --------------------------------------------------------------------------
 
     async def add(

@@ -294,8 +294,9 @@ async def test_unreachable_node_is_a_connection_error() -> None:
 async def test_node_info(ipfs_testnet: IpfsTestnet, ipfs_a: IpfsClient) -> None:
     node_id = await ipfs_a.id()
     assert node_id.peer_id == ipfs_testnet[0].peer_id
-    assert node_id.agent_version.startswith("js-ipfs/")
-    assert (await ipfs_a.version()).version == "0.18.1"  # js-ipfs 0.66.1 reports its core's version
+    assert node_id.agent_version == "kubo/0.43.1"
+    assert (await ipfs_a.version()).version == "0.43.1"
+    assert ipfs_testnet.implementation == "kubo/0.43.1"  # what the lab records in summary.json
     peers = {peer.peer_id: peer.addr for peer in await ipfs_a.swarm_peers()}
     assert peers[ipfs_testnet[1].peer_id] == f"/ip4/127.0.0.1/tcp/{ipfs_testnet[1].swarm_port}"
     stat = await ipfs_a.repo_stat()
