@@ -152,7 +152,7 @@ class LabSettings(LearningSettings):
     )
     backend: Literal["memory", "ipfs"] = Field(
         "memory",
-        description="in-process storage and broker, or a local IPFS testnet (js-ipfs) started for the run",
+        description="in-process storage and broker, or a local IPFS testnet (kubo) started for the run",
     )
     ipfs_nodes: int = Field(
         3,

@@ -243,11 +243,15 @@ class IpfsTestnet:
                     await client.swarm_connect(other.swarm_multiaddr)
 
     async def stop(self, index: int) -> None:
-        """Stop one node by its PID: SIGTERM, then SIGKILL only if it ignores that for ``stop_timeout`` s."""
+        """Stop one node by its PID: SIGTERM, again after 2 s, SIGKILL only after ``stop_timeout`` s more."""
         node = self.nodes[index]
         process = node.process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
+            # kubo waits for open HTTP streams (a pubsub/sub never ends) before it exits; a second signal
+            # is its documented forced shutdown, which still closes the repo cleanly
+            if not await self._wait_exit(process, min(2.0, self.stop_timeout)):
+                process.send_signal(signal.SIGTERM)
             if not await self._wait_exit(process, self.stop_timeout):
                 log.warning("node %d ignored SIGTERM for %.0f s; killing it", index, self.stop_timeout)
                 process.kill()
