@@ -43,6 +43,7 @@ class IpfsStorage:
         self.pins: dict[str, int] = defaultdict(int)
         self.sizes: dict[str, int] = {}  # bytes of what we stored or fetched, for the pinned-bytes gauge
         self.pinned_bytes = 0
+        self._pinned_sizes: dict[str, int] = {}  # what each pinned CID added to pinned_bytes
         self._pin_lock = asyncio.Lock()
 
     async def put_weights(self, data: bytes) -> str:
@@ -100,10 +101,15 @@ class IpfsStorage:
             recursive = cid_codec(cid) != CODEC_DAG_CBOR
             with self.metrics.ipfs_request("pin/add"):
                 await self.client.pin_add(cid, recursive=recursive)
+            size = self.sizes.get(cid)
+            if size is None and recursive:  # weights the window pinned before anyone here read them
+                with self.metrics.ipfs_request("files/stat"):
+                    size = await self.client.file_size(cid)
             async with self._pin_lock:
                 self.pins[cid] += 1
                 if self.pins[cid] == 1:
-                    self.pinned_bytes += self.sizes.get(cid, 0)
+                    self._pinned_sizes[cid] = size or 0
+                    self.pinned_bytes += size or 0
             self.metrics.set_pinned_bytes(self.pinned_bytes)
 
     async def unpin(self, cids: list[str]) -> None:
@@ -115,7 +121,8 @@ class IpfsStorage:
                     continue
                 self.pins.pop(cid, None)
                 if count == 1:
-                    self.pinned_bytes -= self.sizes.pop(cid, 0)
+                    self.sizes.pop(cid, None)
+                    self.pinned_bytes -= self._pinned_sizes.pop(cid, 0)
             if count == 0:
                 continue
             try:

@@ -406,6 +406,13 @@ class IpfsClient:
             raise IpfsConnectionError(f"cat {cid}: got {len(body)} of {expected} bytes")
         return body
 
+    async def file_size(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> int:
+        """Bytes of a UnixFS file's content (``files/stat``: reads only its root block)."""
+        obj = await self._json(
+            "files/stat", {"arg": f"/ipfs/{cid}"}, request_timeout=request_timeout, idempotent=True
+        )
+        return int(obj.get("Size", 0))
+
     async def block_get(
         self, cid: str, *, max_bytes: int, verify: bool = True, request_timeout: TimeoutArg = DEFAULT
     ) -> bytes:
