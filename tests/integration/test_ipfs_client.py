@@ -184,6 +184,10 @@ async def test_pubsub_message_from_a_arrives_at_b(
         await ipfs_a.pubsub_pub(topic, payload)
         message = await asyncio.wait_for(anext(subscription), timeout=10)
     assert message.from_peer == ipfs_testnet[0].peer_id
+    # `from` is what the peers' author check relies on: kubo signs every message and drops unsigned ones
+    # or ones whose signature does not match `from` (unless signing is disabled, which nothing here does)
+    assert await ipfs_a.config_get("Pubsub.DisableSigning") is False
+    assert await ipfs_b.config_get("Pubsub.DisableSigning") is False
     assert message.data == payload
     assert message.topics == (topic,)
     assert message.seqno

@@ -285,7 +285,7 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
     started = time.monotonic()
     pi_url = f"http://127.0.0.1:{pi_port}/metrics"
     waits = [(f"{api}/-/ready", server), (exporter_url, exporter), (pi_url, pi_exporter), (lab_url, lab)]
-    waits += [(f"{p.url}/metrics/ipfs", p.process) for p in kubo_peers]
+    waits += [(f"{p.url}/metrics/ipfs", p.process) for p in kubo_peers if p.process is not None]
     try:
         for url, process in waits:
             _wait_http(url, process, started + 60)
