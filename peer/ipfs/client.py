@@ -406,6 +406,18 @@ class IpfsClient:
             raise IpfsConnectionError(f"cat {cid}: got {len(body)} of {expected} bytes")
         return body
 
+    async def has_block(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> bool:
+        """Whether the node holds the block itself (asked offline: nothing is fetched)."""
+        try:
+            await self._json(
+                "block/stat", {"arg": cid, "offline": True}, request_timeout=request_timeout, idempotent=True
+            )
+        except IpfsApiError as e:
+            if "not found locally" in e.message:
+                return False
+            raise
+        return True
+
     async def file_size(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> int:
         """Bytes of a UnixFS file's content (``files/stat``: reads only its root block)."""
         obj = await self._json(

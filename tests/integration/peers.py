@@ -157,9 +157,9 @@ def peers_stopped(peers: list[PeerProcess]) -> Iterator[list[PeerProcess]]:
 
 
 @contextmanager
-def running_testnet(directory: Path, size: int) -> Iterator[IpfsTestnet]:
-    """A kubo testnet for synchronous tests."""
-    net = IpfsTestnet(directory, size)
+def running_testnet(directory: Path, size: int, **kwargs: Any) -> Iterator[IpfsTestnet]:
+    """A kubo testnet for synchronous tests; kwargs go to :class:`IpfsTestnet` (enable_gc, config)."""
+    net = IpfsTestnet(directory, size, **kwargs)
     try:
         run(net.start_all())
         yield net
