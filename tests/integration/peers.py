@@ -53,7 +53,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], T], *, timeout: float, interval: float = 0.5) -> T:
+def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
     """Poll `check` until it returns something truthy (and return it), or fail naming `what`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
