@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -298,6 +299,12 @@ class Soak:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM or SIGINT (also when started in the background, where SIGINT is ignored) stops the peers and
+    # the kubo nodes before exiting
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         soak = Soak(args, Path(directory))
         try:

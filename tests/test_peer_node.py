@@ -98,6 +98,38 @@ def test_window_pins_every_transaction_and_recent_weights_only() -> None:
     assert not {tx.weights for tx in txs[:-3]} & pinned  # unpinned once out of the window
 
 
+class SlowStorage(MemoryStorage):
+    """Pins take a moment, as on kubo, so that updates can overlap."""
+
+    async def pin(self, cids: list[str]) -> None:
+        await asyncio.sleep(0.01)
+        await super().pin(cids)
+
+
+def test_overlapping_window_updates_leak_no_pin() -> None:
+    genesis_id, genesis_block = _genesis()
+    tangle = Tangle(decode_transaction(genesis_id, genesis_block), weight_horizon=None)
+    storage = SlowStorage()
+    window = PinWindow(tangle, storage, depth=1)
+
+    async def grow() -> list[str]:
+        parent, weights = genesis_id, []
+        for n in range(1, 8):
+            cid, block = _child(parent, n)
+            tx = decode_transaction(cid, block)
+            tangle.add(tx)
+            weights.append(tx.weights)
+            parent = cid
+            # the daemon updates after publishing while the window's own loop may be updating too
+            await asyncio.gather(window.update(), window.update())
+        return weights
+
+    weights = asyncio.run(grow())
+    assert window.weights == set(weights[-2:]) | {tangle.genesis.weights}
+    assert all(storage.pins[w] == 1 for w in window.weights)  # each pinned once
+    assert not set(weights[:-2]) & set(storage.pins)  # and everything that left the window released
+
+
 # --- intake ---------------------------------------------------------------------------------------
 class LyingStorage(MemoryStorage):
     """Hands out a block under another CID: how a cycle or a self-parent would have to arrive."""

@@ -32,6 +32,10 @@ class PinWindow:
         self._retry: list[str] = []
         self._semaphore = asyncio.Semaphore(concurrency)
         self._changed = asyncio.Event()
+        # one update at a time: the daemon updates after publishing while `run` may be updating, and two
+        # overlapping updates would both pin the same new weights (counted twice) and unpin them once, a
+        # leaked pin kubo's GC can never collect (a soak on kubo showed repositories growing past StorageMax)
+        self._updating = asyncio.Lock()
 
     def wanted_weights(self) -> set[str]:
         """Weights that should be pinned now: those of the window, and the genesis model."""
@@ -44,6 +48,10 @@ class PinWindow:
         self._changed.set()
 
     async def update(self) -> None:
+        async with self._updating:
+            await self._update()
+
+    async def _update(self) -> None:
         # transaction blocks: the ones inserted since the last update (insertion order is stable), and
         # the ones whose pin failed before; no pass over the whole tangle
         new_blocks = [tx.id for tx in itertools.islice(iter(self.tangle), self._seen, None)]
