@@ -232,7 +232,7 @@ def _prometheus_config(path: Path, ports: dict[str, int], pi_port: int, kubo_por
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)  # two kubo nodes and peers start beside the lab
 def test_every_dashboard_and_recording_rule_expression_returns_data(
     tmp_path: Path, processes: Processes
 ) -> None:
