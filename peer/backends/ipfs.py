@@ -1,10 +1,10 @@
-"""The `ipfs` backends: storage and PubSub through a kubo RPC node (js-ipfs in tests and the lab).
+"""The `ipfs` backends: storage and PubSub through a kubo RPC node.
 
 - Weights are UnixFS files (``add``, CIDv1, raw leaves): their CID is what :func:`peer.ipld.unixfs_file_cid`
   computes, so the genesis is the same on every backend and weights read back with ``cat`` are checked
   against their CID before anyone decodes them.
 - Transactions are single dag-cbor blocks stored with ``block/put`` under the CID computed locally and read
-  with ``block/get`` (js-ipfs answers ``dag/get`` with HTTP 500), verified by hash, bounded in size.
+  with ``block/get``, verified by hash (never trusting the node's ``dag/get`` decoding), bounded in size.
 - Pins are reference-counted here, because several lab peers may share one node and IPFS pins are a set:
   a transaction block is pinned directly (a recursive pin would hold its whole past), weights recursively.
 - Every RPC call is timed and its failures counted by kind (``PeerInstruments.ipfs_request``).
@@ -65,7 +65,7 @@ class IpfsStorage:
         return data
 
     async def put_transaction(self, cid: str, block: bytes) -> None:
-        # pin=False: js-ipfs's pin on put walks (and fetches) the whole past; the window pins it directly
+        # pin=False: a pin on put is recursive and walks (fetches) the whole past; the window pins directly
         with self.metrics.ipfs_request("block/put"):
             stored = await self.client.block_put(block, codec="dag-cbor", pin=False)
         if stored != cid:

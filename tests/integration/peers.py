@@ -158,7 +158,7 @@ def peers_stopped(peers: list[PeerProcess]) -> Iterator[list[PeerProcess]]:
 
 @contextmanager
 def running_testnet(directory: Path, size: int) -> Iterator[IpfsTestnet]:
-    """A js-ipfs testnet for synchronous tests."""
+    """A kubo testnet for synchronous tests."""
     net = IpfsTestnet(directory, size)
     try:
         run(net.start_all())

@@ -1,4 +1,4 @@
-"""The `ipfs` storage backend against real js-ipfs nodes: CIDs computed locally are the nodes' CIDs, fetched
+"""The `ipfs` storage backend against real kubo nodes: CIDs computed locally are the nodes' CIDs, fetched
 bytes are verified and bounded, pins are counted."""
 
 from __future__ import annotations
