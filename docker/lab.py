@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The containerized lab on one machine: N learning peers, each beside its own kubo node, a bootstrap kubo node,
-the genesis step, the visualizer, Prometheus with the project's rules, Grafana with its provisioning, and
-node-exporter, as one compose project that runs with `docker compose` and with `podman-compose`.
+"""The containerized lab on one machine: N learning peers, each beside its own kubo node, a bootstrap kubo
+node, the genesis step, the visualizer, Prometheus with the project's rules, Grafana with its provisioning,
+and node-exporter, as one compose project that runs with `docker compose` and with `podman-compose`.
 
-    python3 docker/lab.py up --peers 5        # writes runs/compose-lab/{compose.yaml,prometheus.yml}, starts it
+    python3 docker/lab.py up --peers 5        # writes runs/compose-lab/compose.yaml (and more), starts it
     python3 docker/lab.py password            # Grafana's admin password, generated at the first start
     python3 docker/lab.py down [--reset]      # stops it; --reset also deletes its volumes (repos, identities)
     python3 docker/lab.py generate --peers 3 --out docker   # what docker/compose.yaml is
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_PEERS = 100  # each peer is two containers (a peer, about 60 MB, and a kubo node, about 100 MB)
 VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
-# Third-party images, pinned by exact tag. The tests run stand-ins under these names (tests/containers/standins/).
+# Third-party images, pinned by exact tag; the tests run stand-ins under these names (tests/containers).
 KUBO_IMAGE = "docker.io/ipfs/kubo:v0.43.1"
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v2.53.4"
 NODE_EXPORTER_IMAGE = "docker.io/prom/node-exporter:v1.9.1"
@@ -71,15 +71,17 @@ class LabConfig:
         if self.training_interval <= 0:
             raise LabError(f"--training-interval must be above 0 seconds (got {self.training_interval})")
         if self.dataset_path is not None and not self.dataset_path.exists():
-            raise LabError(f"--dataset-path {self.dataset_path} does not exist: give a LEAF FEMNIST file or folder")
+            raise LabError(
+                f"--dataset-path {self.dataset_path} does not exist: give a LEAF FEMNIST file or folder"
+            )
 
     def image(self, name: str) -> str:
         return f"{self.registry}learning-tangle/{name}:{self.version}"
 
 
 def _rel(path: Path, base: Path) -> str:
-    """Compose resolves relative paths against the compose file's folder: relative inside the checkout (so that
-    docker/compose.yaml works from any clone), absolute for a folder elsewhere."""
+    """Compose resolves relative paths against the compose file's folder: relative inside the checkout (so
+    that docker/compose.yaml works from any clone), absolute for a folder elsewhere."""
     if not base.resolve().is_relative_to(ROOT):
         return str(path.resolve())
     text = os.path.relpath(path.resolve(), base.resolve())
@@ -145,7 +147,8 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
     services["bootstrap"] = {
         "image": KUBO_IMAGE,
         "command": kubo_command,
-        "environment": {"LAB_ROLE": "bootstrap", "IPFS_PROFILE": "server"},
+        # kubo's default profile: a DHT server (the "server" profile would filter the lab's private addresses)
+        "environment": {"LAB_ROLE": "bootstrap"},
         "volumes": ["bootstrap-repo:/data/ipfs", "lab-shared:/lab", *kubo_scripts],
         "depends_on": {"lab-init": {"condition": "service_completed_successfully"}},
         "restart": "unless-stopped",
@@ -165,7 +168,7 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
     peer_env: dict[str, str] = {
         "PEERS": str(config.peers),
         "IPFS_API": "http://127.0.0.1:5001",
-        "HTTP_HOST": "0.0.0.0",
+        "HTTP_HOST": "0.0.0.0",  # noqa: S104 (inside the container; nothing of it is published)
         "HTTP_PORT": "8000",
         "TRAINING_INTERVAL": f"{config.training_interval:g}",
         "TAG": "compose-lab",
@@ -176,12 +179,12 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
         data_volumes = [f"{config.dataset_path.resolve()}:/data/femnist:ro"]
     hardening: dict[str, object] = {
         "read_only": True,
-        "tmpfs": ["/tmp"],
+        "tmpfs": ["/tmp"],  # noqa: S108 (the container's own tmpfs)
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
     }
-    # the genesis step: publish the deterministic genesis once before any peer trains (each peer computes the
-    # same CID and would store it itself; this makes the order explicit and prints the CID in the logs)
+    # the genesis step: publish and pin the deterministic genesis once, and print its CID in the logs. Peers
+    # need not wait for it: each computes the same genesis CID and stores it in its own node at start-up.
     services["genesis"] = {
         "image": config.image("peer"),
         "command": ["peer", "--create-genesis"],
@@ -198,10 +201,8 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
             "command": ["peer"],
             "environment": {**peer_env, "PEER_INDEX": str(i)},
             "network_mode": f"service:kubo-{i}",
-            "depends_on": {
-                f"kubo-{i}": {"condition": "service_started"},
-                "genesis": {"condition": "service_completed_successfully"},
-            },
+            # only its own node: a chain of dependencies (peer -> genesis -> kubo-0) breaks podman 4.3's start
+            "depends_on": [f"kubo-{i}"],
             "volumes": data_volumes,
             "restart": "unless-stopped",
             **hardening,
@@ -213,11 +214,10 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
         "environment": {
             "VIZ_PEERS": json.dumps(peer_urls),
             "VIZ_ALLOW_ORIGIN": json.dumps(origins),
-            "VIZ_HOST": "0.0.0.0",
+            "VIZ_HOST": "0.0.0.0",  # noqa: S104 (inside the container; published on --bind only)
             "VIZ_PORT": "9000",
         },
         "ports": [f"{config.bind}:{config.viz_port}:9000"],
-        "depends_on": ["peer-0"],
         "restart": "unless-stopped",
         **hardening,
     }
@@ -275,7 +275,7 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
 
 
 HEADER = """\
-# The one-machine lab ({peers} peers). GENERATED by `python3 docker/lab.py generate{args}`: edit the generator.
+# The one-machine lab ({peers} peers), GENERATED by `python3 docker/lab.py generate{args}`: edit that.
 # Start: docker compose -f {path} up -d   (or podman-compose; `python3 docker/lab.py up` does both)
 # Pages: visualizer http://{bind}:{viz}/  Prometheus http://{bind}:{prom}/  Grafana http://{bind}:{graf}/
 """
@@ -307,9 +307,11 @@ def write(config: LabConfig, out: Path) -> Path:
 def engine() -> list[str]:
     """`docker compose` where a Docker engine answers, else podman-compose."""
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
+    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:  # noqa: S603
         return [docker, "compose"]
-    found = shutil.which("podman-compose") or shutil.which(str(Path(sys.executable).parent / "podman-compose"))
+    found = shutil.which("podman-compose") or shutil.which(
+        str(Path(sys.executable).parent / "podman-compose")
+    )
     if found:
         return [found]
     raise LabError("no Docker engine answers and podman-compose is missing: pip install podman-compose")
@@ -354,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, default=DEFAULT_STATE)
         p.add_argument("--project", default=DEFAULT_PROJECT)
         if name == "down":
-            p.add_argument("--reset", action="store_true", help="also delete the volumes: a fresh lab next time")
+            p.add_argument("--reset", action="store_true", help="also delete the volumes (a fresh lab)")
     images = sub.add_parser("images", help="print the image names the lab uses")
     images.add_argument("--monitoring", action="store_true", help="only Prometheus and node-exporter")
     args = parser.parse_args(argv)
@@ -373,20 +375,35 @@ def main(argv: list[str] | None = None) -> int:
             config = _config(args)
             write(config, args.out)
             base = [*engine(), "-p", args.project, "-f", str(compose_file)]
-            subprocess.run([*base, "up", "-d"], check=True)
+            subprocess.run([*base, "up", "-d"], check=True)  # noqa: S603 (our own command line)
             print(
                 f"visualizer http://{config.bind}:{config.viz_port}/  "
                 f"Prometheus http://{config.bind}:{config.prometheus_port}/"
-                + (f"  Grafana http://{config.bind}:{config.grafana_port}/ (admin; password: "
-                   "python3 docker/lab.py password)" if config.grafana else "")
+                + (
+                    f"  Grafana http://{config.bind}:{config.grafana_port}/ (admin; password: "
+                    "python3 docker/lab.py password)"
+                    if config.grafana
+                    else ""
+                )
             )
             return 0
         if not compose_file.is_file():
-            raise LabError(f"{compose_file} does not exist: start the lab with `python3 docker/lab.py up` first")
+            raise LabError(
+                f"{compose_file} does not exist: start the lab with `python3 docker/lab.py up` first"
+            )
         base = [*engine(), "-p", args.project, "-f", str(compose_file)]
         if args.command == "password":
-            run = subprocess.run(
-                [*base, "run", "--rm", "--no-deps", "--entrypoint", "cat", "lab-init", "/grafana/admin-password"],
+            run = subprocess.run(  # noqa: S603 (our own command line)
+                [
+                    *base,
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "--entrypoint",
+                    "cat",
+                    "lab-init",
+                    "/grafana/admin-password",
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -396,13 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         down = [*base, "down", "--remove-orphans"]
         if args.reset:
             down.append("--volumes")
-        subprocess.run(down, check=True)
+        subprocess.run(down, check=True)  # noqa: S603 (our own command line)
         return 0
     except LabError as error:
         print(f"docker/lab.py: {error}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:
-        print(f"docker/lab.py: {' '.join(map(str, error.cmd[:4]))} ... exited with {error.returncode}", file=sys.stderr)
+        print(
+            f"docker/lab.py: {' '.join(map(str, error.cmd[:4]))} ... exited with {error.returncode}",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -13,6 +13,7 @@
 #   OUT          archive folder, default dist/images
 #   PEER_EXTRAS  optional dependency groups for the peer image (pyproject.toml extras), comma-separated
 #   BUILD_CA     a CA bundle pip must trust (TLS-intercepting proxy); default PIP_CERT or SSL_CERT_FILE
+#   PODMAN_BUILD_EXTRA  podman only: more `podman build` options, e.g. --no-cache (benchmarks/images.py)
 #   STANDIN_BASE=1  podman only: import the debootstrap stand-in for the Debian base image first and never pull
 #                (tests and machines without a registry; scripts/standins/debian-base.sh)
 set -euo pipefail
@@ -94,6 +95,7 @@ printf '%s\n' "${platform_list[@]}" | grep -qx "$(native)" && ordered+=("$(nativ
 secret=()
 ca="${BUILD_CA:-${PIP_CERT:-${SSL_CERT_FILE:-}}}"
 [ -n "$ca" ] && [ -s "$ca" ] && secret=(--secret "id=build-ca,src=$ca")
+read -r -a extra <<<"${PODMAN_BUILD_EXTRA:-}"
 pull=(--pull=missing)
 [ "${STANDIN_BASE:-}" = 1 ] && pull=(--pull=never)
 for platform in "${ordered[@]}"; do
@@ -103,7 +105,7 @@ for platform in "${ordered[@]}"; do
   for image in $images; do
     name="${registry}learning-tangle/$image:$version"
     echo "podman build: $name for $platform" >&2
-    podman build "${pull[@]}" "${secret[@]}" --format docker --platform "$platform" --target "$image" \
+    podman build "${pull[@]}" "${secret[@]}" "${extra[@]}" --format docker --platform "$platform" --target "$image" \
       --build-arg VERSION="$version" --build-arg SOURCE="$source_url" --build-arg REVISION="$revision" \
       --build-arg PEER_EXTRAS="${PEER_EXTRAS:-}" \
       -f docker/Dockerfile -t "$name" .

@@ -6,10 +6,8 @@
 #   LAB_ROLE=node       a peer's node: bootstraps from that address only
 # Nodes find each other through the bootstrap node and the DHT, as on a cluster: no mDNS, no public network.
 set -eu
-ipfs config --json Pubsub.Enabled true
-# the RPC is an admin API: only the peer sharing this network namespace reaches it
-ipfs config Addresses.API /ip4/127.0.0.1/tcp/5001
-ipfs config Addresses.Gateway /ip4/127.0.0.1/tcp/8080
+# (050-learning-tangle.sh has enabled PubSub and kept the RPC on 127.0.0.1: only the peer sharing this network
+# namespace reaches it)
 ipfs config --json Discovery.MDNS.Enabled false
 # offline lab: no autoconf from the internet, no delegated routers, plain DHT over the lab network
 ipfs config --json AutoConf.Enabled false
