@@ -104,22 +104,22 @@ for platform in "${ordered[@]}"; do
   mkdir -p "$out/$arch"
   for image in $images; do
     name="${registry}learning-tangle/$image:$version"
-    echo "podman build: $name for $platform" >&2
+    # the plain tag is the native image's; another architecture's is NAME:VERSION-ARCH (never moves the plain one)
+    tag="$name"
+    [ "$platform" != "$(native)" ] && tag="$name-$arch"
+    echo "podman build: $tag for $platform" >&2
     podman build "${pull[@]}" "${secret[@]}" "${extra[@]}" --format docker --platform "$platform" --target "$image" \
       --build-arg VERSION="$version" --build-arg SOURCE="$source_url" --build-arg REVISION="$revision" \
       --build-arg PEER_EXTRAS="${PEER_EXTRAS:-}" \
-      -f docker/Dockerfile -t "$name" .
+      -f docker/Dockerfile -t "$tag" .
     # archives carry the fully qualified name that Docker and containerd give `learning-tangle/...` references
+    # (with a REGISTRY that is NAME itself, which then moves to this image while it is saved)
     qualified="$name"
     [ -z "$registry" ] && qualified="docker.io/$name"
-    [ "$qualified" != "$name" ] && podman tag "$name" "$qualified"
+    [ "$qualified" != "$tag" ] && podman tag "$tag" "$qualified"
     rm -f "$(archive "$arch" "$image")"
     podman save --format docker-archive -o "$(archive "$arch" "$image")" "$qualified" >/dev/null
-    [ "$qualified" != "$name" ] && podman untag "$qualified" "$qualified"
-    if [ "$platform" != "$(native)" ]; then  # keep it as NAME:VERSION-ARCH; the plain tag is the native one
-      podman tag "$name" "$name-$arch"
-      podman untag "$name" "$name"
-    fi
+    [ "$qualified" != "$tag" ] && podman untag "$qualified" "$qualified"
     archive "$arch" "$image"
   done
 done
