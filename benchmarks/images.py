@@ -104,24 +104,31 @@ def main() -> None:
     parser.add_argument("--platforms", default="linux/amd64")
     parser.add_argument("--skip-cold", action="store_true", help="only the warm build (saves minutes)")
     parser.add_argument("--skip-lab", action="store_true")
+    parser.add_argument(
+        "--skip-builds", action="store_true", help="only the lab, on the images already built (make images)"
+    )
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     platforms = args.platforms.split(",")
     result: dict[str, Any] = {"version": VERSION, "platforms": platforms, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="lt-images-bench-") as folder:
         out = Path(folder)
-        build(args.platforms, out, cold=False)  # the base images and a cache to start from
-        if not args.skip_cold:
+        if args.skip_builds:
+            args.platforms = ""
+        else:
+            build(args.platforms, out, cold=False)  # the base images and a cache to start from
+        if not args.skip_cold and not args.skip_builds:
             result["cold_build_s"] = build(args.platforms, out, cold=True)
-        marker = ROOT / "peer/_bench_marker.py"
-        marker.write_text(f"# benchmarks/images.py: a changed source file ({time.time()})\n")
-        try:
-            result["warm_build_s"] = build(args.platforms, out, cold=False)
-        finally:
-            marker.unlink()
-        if "cold_build_s" in result:
-            result["cold_over_warm"] = round(result["cold_build_s"] / result["warm_build_s"], 1)
-        result["sizes"] = sizes(platforms, out)
+        if not args.skip_builds:
+            marker = ROOT / "peer/_bench_marker.py"
+            marker.write_text(f"# benchmarks/images.py: a changed source file ({time.time()})\n")
+            try:
+                result["warm_build_s"] = build(args.platforms, out, cold=False)
+            finally:
+                marker.unlink()
+            if "cold_build_s" in result:
+                result["cold_over_warm"] = round(result["cold_build_s"] / result["warm_build_s"], 1)
+            result["sizes"] = sizes(platforms, out)
     if not args.skip_lab:
         result["lab"] = lab_memory(args.rounds)
     print(json.dumps(result, indent=2))
