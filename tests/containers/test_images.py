@@ -135,3 +135,17 @@ def test_peer_runs_non_root_read_only_and_turns_healthy(image_archives: Path) ->
         assert "Read-only file system" in denied.stderr
     finally:
         podman("rm", "-f", "-t", "2", name, check=False)
+
+
+def test_visualizer_runs_non_root_read_only_and_turns_healthy(image_archives: Path) -> None:
+    name = unique("viz")
+    podman("run", "-d", "--name", name, "--read-only", VISUALIZER_IMAGE)
+    try:
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+        wait_for(
+            "the visualizer's HEALTHCHECK to pass",
+            lambda: podman("healthcheck", "run", name, check=False).returncode == 0,
+            timeout=120,
+        )
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
