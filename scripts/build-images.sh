@@ -100,7 +100,10 @@ pull=(--pull=missing)
 [ "${STANDIN_BASE:-}" = 1 ] && pull=(--pull=never)
 for platform in "${ordered[@]}"; do
   read -r arch debarch < <(arch_of "$platform")
-  [ "${STANDIN_BASE:-}" = 1 ] && "$root/scripts/standins/debian-base.sh" "$debarch" >/dev/null
+  from=()
+  if [ "${STANDIN_BASE:-}" = 1 ]; then
+    from=(--from "$("$root/scripts/standins/debian-base.sh" "$debarch")")
+  fi
   mkdir -p "$out/$arch"
   for image in $images; do
     name="${registry}learning-tangle/$image:$version"
@@ -108,7 +111,7 @@ for platform in "${ordered[@]}"; do
     tag="$name"
     [ "$platform" != "$(native)" ] && tag="$name-$arch"
     echo "podman build: $tag for $platform" >&2
-    podman build "${pull[@]}" "${secret[@]}" "${extra[@]}" --format docker --platform "$platform" --target "$image" \
+    podman build "${pull[@]}" "${secret[@]}" "${extra[@]}" "${from[@]}" --format docker --platform "$platform" --target "$image" \
       --build-arg VERSION="$version" --build-arg SOURCE="$source_url" --build-arg REVISION="$revision" \
       --build-arg PEER_EXTRAS="${PEER_EXTRAS:-}" \
       -f docker/Dockerfile -t "$tag" .

@@ -3,7 +3,10 @@
 # pulled here (no registry). This imports a debootstrap minbase bookworm (scripts/rootfs-image.sh, cached) under
 # exactly that name, slimmed as the official slim variant is: the same dpkg path excludes (no docs, man pages or
 # locales), apt's docker-clean hook, no package cache.
-# Usage: scripts/standins/debian-base.sh [amd64|arm64|armhf]     (prints the image name)
+# The slimmed image is kept per architecture as localhost/lt-standin/debian-slim:bookworm-ARCH (printed), which
+# scripts/build-images.sh passes to `podman build --from`, so builds for several architectures never race on
+# the one shared name; the Dockerfile's name is tagged too, for Dockerfiles that name it (the kubo stand-in).
+# Usage: scripts/standins/debian-base.sh [amd64|arm64|armhf]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 arch="${1:-amd64}"
@@ -14,8 +17,10 @@ base=$(sed -n 's/^FROM \([^ ]*debian:[^ ]*\) AS python$/\1/p' "$here/../docker/D
 rootfs="localhost/lt-standin/debian-rootfs:bookworm-$arch"
 "$here/rootfs-image.sh" "$rootfs" "$arch" >/dev/null
 key="$(podman image inspect --format '{{index .Labels "rootfs-key"}}' "$rootfs")-slim1"
-if podman image exists "$base" && [ "$(podman image inspect --format '{{index .Labels "standin-key"}}' "$base")" = "$key" ]; then
-  echo "$base"; exit 0
+slim="localhost/lt-standin/debian-slim:bookworm-$arch"
+if podman image exists "$slim" && [ "$(podman image inspect --format '{{index .Labels "standin-key"}}' "$slim")" = "$key" ]; then
+  podman tag "$slim" "$base"
+  echo "$slim"; exit 0
 fi
 case "$arch" in
   amd64) platform=(--arch amd64) ;;
@@ -50,5 +55,6 @@ rm -rf /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/lib/apt/lists/* /
 ' >/dev/null
 podman start --attach "$container" >/dev/null
 podman export "$container" | podman import "${platform[@]}" \
-  --change "LABEL standin-key=$key" --change 'CMD ["bash"]' - "$base" >/dev/null
-echo "$base"
+  --change "LABEL standin-key=$key" --change 'CMD ["bash"]' - "$slim" >/dev/null
+podman tag "$slim" "$base"
+echo "$slim"

@@ -22,6 +22,7 @@ PLATFORMS = {
 }
 
 
+@pytest.mark.timeout(7200)  # debootstrap and the build run under qemu: tens of minutes on 2 cores
 @pytest.mark.parametrize("platform", list(PLATFORMS))
 def test_peer_image_builds_and_runs_a_lab_under_qemu(platform: str, tmp_path: Path) -> None:
     arch, run_arch, machine = PLATFORMS[platform]
