@@ -22,7 +22,7 @@ import pytest
 from .lab import Lab, build_standins, start_lab
 from .podman import ROOT, env, leftovers, wait_for
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]  # image builds: minutes
 PEERS = 3
 
 

@@ -22,7 +22,7 @@ from .podman import (
     wait_for,
 )
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]  # image builds: minutes
 
 SHELL_SCRIPTS = sorted(
     [
