@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean images lab-up lab-down lab-reset images-multiarch-test
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,3 +44,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- container images and the compose lab (docker/, issue 9) ---------------------------------------------------
+# make images [PLATFORMS=linux/arm64,linux/arm/v7] [REGISTRY=registry.lab:5000/]: archives in dist/images/<arch>/
+images:
+	PLATFORMS="$(PLATFORMS)" REGISTRY="$(REGISTRY)" scripts/build-images.sh
+
+# the one-machine lab (docker/lab.py): make lab-up PEERS=5; make lab-down; make lab-reset (also its volumes)
+PEERS ?= 3
+lab-up: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python3 docker/lab.py up --peers $(PEERS)
+lab-down: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python3 docker/lab.py down
+lab-reset: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" python3 docker/lab.py down --reset
+
+# on demand: the arm64 and armv7 peer images under qemu-user, each running a 3-round lab inside (slow)
+images-multiarch-test: $(STAMP)
+	scripts/binfmt.sh
+	LT_MULTIARCH=1 $(BIN)/pytest -m multiarch tests/containers -v

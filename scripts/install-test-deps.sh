@@ -10,6 +10,11 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# container images and the compose lab (tests/containers): podman with runc, buildah, debootstrap for the base
+command -v podman >/dev/null || missing+=(podman)
+command -v buildah >/dev/null || missing+=(buildah)
+command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

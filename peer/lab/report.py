@@ -31,7 +31,8 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
     paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
     if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
         paths["car"] = out / result.backend["car"]
-    plot_accuracy(result, paths["plot"])
+    if not plot_accuracy(result, paths["plot"]):
+        del paths["plot"]  # no matplotlib (the lab extra): the peer image runs labs without plots
     from visualizer.report import write_lab_report
 
     report = write_lab_report(out)  # None without Bokeh (the viz extra)
@@ -40,8 +41,11 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
     return paths
 
 
-def plot_accuracy(result: LabResult, path: Path) -> None:
-    import matplotlib
+def plot_accuracy(result: LabResult, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -69,6 +73,7 @@ def plot_accuracy(result: LabResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return True
 
 
 def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -> None:
