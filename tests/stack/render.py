@@ -57,6 +57,16 @@ def set_peers(overlay: Path, count: int) -> None:
     path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
 
 
+def set_peer_config(overlay: Path, **values: str) -> None:
+    """Set peer settings in the overlay's peer-config (its configMapGenerator merge), as a user would."""
+    path = overlay / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text())
+    (generator,) = [g for g in kustomization["configMapGenerator"] if g["name"] == "peer-config"]
+    literals = [v for v in generator.get("literals", []) if v.split("=", 1)[0] not in values]
+    generator["literals"] = literals + [f"{key}={value}" for key, value in values.items()]
+    path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+
+
 def build(binary: str, directory: Path) -> str:
     result = subprocess.run([binary, "build", str(directory)], capture_output=True, text=True, check=False)
     if result.returncode != 0:

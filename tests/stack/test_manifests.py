@@ -271,16 +271,17 @@ def test_kubo_runs_with_gc_and_our_init_scripts(rendered: dict[str, list[Manifes
             assert "command" not in kubo  # the image's entrypoint runs /container-init.d
             (mount,) = [m for m in kubo["volumeMounts"] if m["mountPath"] == "/container-init.d"]
             (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-            assert volume["projected"]["defaultMode"] == 0o755
-            scripts: set[str] = set()
-            for source in volume["projected"]["sources"]:
-                config_map = one(objects, "ConfigMap", source["configMap"]["name"].rsplit("-", 1)[0])
-                assert config_map["metadata"]["name"] == source["configMap"]["name"]
-                scripts |= set(config_map["data"])
-            expected = {"050-learning-tangle.sh", "060-k3s.sh"}
-            if workload["metadata"]["name"] == "bootstrap":
-                expected.add("010-identity.sh")
-            assert scripts == expected
+            assert volume["configMap"]["defaultMode"] == 0o755
+            config_map = one(objects, "ConfigMap", "kubo-init")
+            assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+            assert set(config_map["data"]) == {
+                "010-bootstrap-identity.sh",
+                "050-learning-tangle.sh",
+                "060-k3s.sh",
+            }
+            # only the bootstrap node takes its identity from the Secret
+            env = {v["name"] for v in kubo.get("env", [])}
+            assert ("BOOTSTRAP_IDENTITY_DIR" in env) == (workload["metadata"]["name"] == "bootstrap")
 
 
 def test_the_kubo_init_script_is_the_images_one(rendered: dict[str, list[Manifest]]) -> None:

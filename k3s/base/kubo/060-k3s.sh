@@ -7,6 +7,7 @@
 #                      empty on the bootstrap node itself, which then has no bootstrap peers at all
 #   BOOTSTRAP_PEER_ID  its peer id (the Secret's public half)
 #   SWARM_KEY_FILE     a mounted swarm.key: private swarm (AutoConf off, Routing.Type dht); unset: public
+# The image runs this script, or sources it where the file mode is lost (podman kube play): no `exit` but on error.
 set -eu
 
 ipfs bootstrap rm --all >/dev/null
