@@ -12,6 +12,14 @@ command -v prometheus-node-exporter >/dev/null || [ -x /usr/bin/prometheus-node-
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# the k3s stack (tests/stack): podman plays the pod templates (netavark and aardvark-dns for its networks, runc
+# as scripts/podman-env.sh configures it); openssl makes the generated secrets; kustomize itself is built from
+# the Go module proxy by scripts/build-kustomize.sh
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+command -v openssl >/dev/null || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

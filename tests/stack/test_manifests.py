@@ -8,6 +8,8 @@ and checked one policy per test, so a failure names the rule and the object.
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import os
 import re
 import shutil
@@ -42,13 +44,22 @@ OUR_IMAGES = {"learning-tangle/peer:0.1.0", "learning-tangle/visualizer:0.1.0"}
 RPC_PORT = 5001
 
 
+@functools.cache
+def _errors(document: str, version: str) -> str | None:
+    """kubernetes-validate --strict on one object (JSON), once per distinct object and version."""
+    try:
+        kubernetes_validate.validate(json.loads(document), version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return f"{error.message} at {list(error.path)}"
+    return None
+
+
 def _validate(objects: list[Manifest], version: str) -> list[str]:
     errors = []
     for o in objects:
-        try:
-            kubernetes_validate.validate(o, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            errors.append(f"{o['kind']}/{o['metadata']['name']}: {error.message} at {list(error.path)}")
+        error = _errors(json.dumps(o, sort_keys=True), version)
+        if error is not None:
+            errors.append(f"{o['kind']}/{o['metadata']['name']}: {error}")
     return errors
 
 
