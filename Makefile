@@ -22,6 +22,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/install-test-deps.sh
+	@# kubo, the IPFS node of every integration test: built from the Go module proxy once, cached by version
+	scripts/build-kubo.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

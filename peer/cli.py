@@ -29,7 +29,7 @@ class LabCommand(LabSettings):
 
             nodes = min(self.ipfs_nodes, self.peers)
             console.print(
-                f"IPFS testnet of {nodes} js-ipfs nodes; peer i uses node i mod {nodes}, "
+                f"IPFS testnet of {nodes} kubo nodes; peer i uses node i mod {nodes}, "
                 f"peers per node: {peers_per_node(self.peers, nodes)}"
             )
         columns = (
