@@ -10,11 +10,14 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
-# the k3s stack (tests/stack): podman plays the pod templates (netavark and aardvark-dns for its networks, runc
-# as scripts/podman-env.sh configures it); openssl makes the generated secrets; kustomize itself is built from
-# the Go module proxy by scripts/build-kustomize.sh
+# container images and the compose lab (tests/containers): podman with runc, buildah, debootstrap for the base
 command -v podman >/dev/null || missing+=(podman)
+command -v buildah >/dev/null || missing+=(buildah)
 command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+# the k3s stack (tests/stack): podman (above) plays the pod templates, with netavark and aardvark-dns for its
+# networks; openssl makes the generated secrets; kustomize itself is built from
+# the Go module proxy by scripts/build-kustomize.sh
 [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
 command -v openssl >/dev/null || missing+=(openssl)
