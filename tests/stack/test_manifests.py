@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,7 @@ def test_every_peer_variable_is_set_and_valid(
         assert settings.peers == sts["spec"]["replicas"]
         assert settings.http_host == "0.0.0.0"
         assert settings.ipfs_api == f"http://127.0.0.1:{RPC_PORT}"
+        assert settings.ipfs_api_listen == f"/ip4/127.0.0.1/tcp/{RPC_PORT}"
 
 
 def test_kubo_gets_the_ipfs_variables_and_a_storage_max_below_its_volume(
@@ -582,3 +584,14 @@ def test_generate_secrets_refuses_a_malformed_file(tmp_path: Path) -> None:
     result = subprocess.run([script, tmp_path], capture_output=True, text=True)
     assert result.returncode == 1
     assert "only one of bootstrap-peer-id and bootstrap-private-key" in result.stderr
+
+
+def test_shellcheck_passes() -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    scripts = [
+        ROOT / "k3s" / "generate-secrets.sh",
+        ROOT / "scripts" / "build-kustomize.sh",
+        *sorted((ROOT / "k3s" / "base" / "kubo").glob("*.sh")),
+    ]
+    result = subprocess.run([shellcheck, "-x", *map(str, scripts)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -9,8 +9,8 @@ What this cannot exercise: scheduling (topology spread, requests), Services and 
 NetworkPolicies, PVC binding, the probes (podman 4.3 turns them into health checks it runs only under
 systemd), the LoadBalancer, RBAC. The manifest tests check those as data.
 
-Needs podman and the images `learning-tangle/peer:0.1.0` and `docker.io/ipfs/kubo:v0.43.1` (the local
-stand-in), both built by the images' own scripts (issue 9).
+Needs podman; builds the peer image with scripts/build-images.sh (what `make images` runs) and the local
+stand-in for `docker.io/ipfs/kubo:v0.43.1` with tests/containers/standins/kubo-image.sh, reusing their caches.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import pytest
 from .pods import pod_document
 from .render import ROOT, Manifest, build, copy_stack, documents, kustomize, one, set_peer_config, set_peers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
 PEER_IMAGE = "localhost/learning-tangle/peer:0.1.0"
 KUBO_IMAGE = "docker.io/ipfs/kubo:v0.43.1"
-DEV_KUBO = os.environ.get("LT_K3S_DEV_KUBO_IMAGE")  # TEMPORARY: until wt/images provides the stand-in
 T = TypeVar("T")
 
 
@@ -62,15 +61,22 @@ def _image_exists(image: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def images() -> None:
+def images(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The peer image as `make images` builds it without Docker (podman, the stand-in Debian base), and the
+    local stand-in for the kubo image; both reuse podman's layer cache and scripts/build-kubo.sh's binary."""
     if shutil.which("podman") is None:
         if os.environ.get("CI"):
             pytest.fail("podman is missing: scripts/install-test-deps.sh installs it")
         pytest.skip("podman is missing")
     _podman_env()
-    missing = [image for image in (PEER_IMAGE, DEV_KUBO or KUBO_IMAGE) if not _image_exists(image)]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not built: the images come from issue 9 (`make images`)")
+    out = tmp_path_factory.mktemp("images")
+    build = {"ENGINE": "podman", "STANDIN_BASE": "1", "IMAGES": "peer", "OUT": str(out), "PLATFORMS": ""}
+    subprocess.run([ROOT / "scripts" / "build-images.sh"], cwd=ROOT, check=True, env={**os.environ, **build})
+    subprocess.run(
+        [ROOT / "tests" / "containers" / "standins" / "kubo-image.sh"], check=True, capture_output=True
+    )
+    for image in (PEER_IMAGE, KUBO_IMAGE):
+        assert _image_exists(image), image
 
 
 def _wait(what: str, probe: Callable[[], T | None], timeout: float, on_timeout: Callable[[], str]) -> T:
@@ -98,7 +104,7 @@ class Lab:
 
     def play(self, name: str, document: str) -> None:
         path = self.tmp / f"{name}.yaml"
-        path.write_text(document.replace(KUBO_IMAGE, DEV_KUBO) if DEV_KUBO else document)
+        path.write_text(document)
         self.files.append(path)
         _podman("kube", "play", "--network", self.network, str(path))
 
