@@ -255,6 +255,19 @@ def test_probes_on_healthz(rendered: dict[str, list[Manifest]]) -> None:
         assert {"name": "http", "containerPort": 8000} in peer["ports"]
 
 
+def test_kubo_outlives_the_peers_shutdown(rendered: dict[str, list[Manifest]]) -> None:
+    """On SIGTERM the peer finishes its round and publishes (SHUTDOWN_GRACE): its kubo must still run then."""
+    for objects in rendered.values():
+        sts = one(objects, "StatefulSet", "peer")
+        spec = sts["spec"]["template"]["spec"]
+        (peer,) = [c for c in spec["containers"] if c["name"] == "peer"]
+        (kubo,) = [c for c in spec["containers"] if c["name"] == "kubo"]
+        grace = float(env_of(peer, objects)["SHUTDOWN_GRACE"])
+        command = kubo["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep"
+        assert grace < float(command[1]) < spec["terminationGracePeriodSeconds"]
+
+
 def test_topology_spread_max_skew_one(rendered: dict[str, list[Manifest]]) -> None:
     for objects in rendered.values():
         spec = one(objects, "StatefulSet", "peer")["spec"]["template"]["spec"]
