@@ -255,6 +255,20 @@ def test_probes_on_healthz(rendered: dict[str, list[Manifest]]) -> None:
         assert {"name": "http", "containerPort": 8000} in peer["ports"]
 
 
+def test_env_never_shadows_the_config_map(rendered: dict[str, list[Manifest]]) -> None:
+    """Kubernetes lets `env` win over `envFrom`, podman 4.3 the other way round: never depend on either."""
+    for objects in rendered.values():
+        for workload, _, spec in pod_specs(objects):
+            for c in containers(spec):
+                from_config: set[str] = set()
+                for source in c.get("envFrom", []):
+                    from_config |= set(
+                        one(objects, "ConfigMap", source["configMapRef"]["name"].rsplit("-", 1)[0])["data"]
+                    )
+                shadowed = {v["name"] for v in c.get("env", [])} & from_config
+                assert not shadowed, f"{workload['metadata']['name']}/{c['name']}: {shadowed}"
+
+
 def test_kubo_outlives_the_peers_shutdown(rendered: dict[str, list[Manifest]]) -> None:
     """On SIGTERM the peer finishes its round and publishes (SHUTDOWN_GRACE): its kubo must still run then."""
     for objects in rendered.values():

@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -266,3 +267,30 @@ def test_peer_pods_join_through_the_bootstrap_pod_and_converge(lab: Lab, tmp_pat
     memory = {f"{c}": round(_memory_mib(f"{pods[0]}-{c}"), 1) for c in ("peer", "kubo")}
     memory["bootstrap-kubo"] = round(_memory_mib(f"{bootstrap}-kubo"), 1)
     print(f"\nmemory (MiB), {len(names)} transactions, {peer_a['trainings']} trainings: {json.dumps(memory)}")
+
+
+def test_genesis_job_prints_the_genesis_every_peer_computes(lab: Lab, tmp_path: Path) -> None:
+    stack = copy_stack(tmp_path / "stack")
+    objects = documents(build(kustomize(), stack / "overlays" / "x64"))
+    name = f"{lab.prefix}-genesis"
+    lab.play("genesis", pod_document(one(objects, "Job", "genesis"), objects, name=name))
+    container = f"{name}-genesis"
+
+    def exited() -> str | None:
+        state = _podman(
+            "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container
+        ).stdout.split()
+        return state[1] if state[0] == "exited" else None
+
+    assert _wait("the genesis Job", exited, 120, lambda: lab.logs(container)) == "0"
+    cid = _podman("logs", container).stdout.split()[0]
+    # the same CID a peer computes from the same MODEL and SEED (peer/learning/genesis.py, no node needed)
+    result = subprocess.run(
+        [Path(sys.executable).parent / "tangle", "peer", "--create-genesis"],
+        env={**os.environ, "STORAGE": "memory", "MESSAGE_BROKER": "memory", "MODEL": "mlp", "SEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert cid == result.stdout.split()[0]
+    assert cid.startswith("bafy")
