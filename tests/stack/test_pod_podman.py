@@ -166,13 +166,17 @@ def _peer_env_value(objects: list[Manifest], name: str) -> str:
     return data[name]
 
 
-def test_peer_pods_join_through_the_bootstrap_pod_and_converge(lab: Lab, tmp_path: Path) -> None:
+# x64, and the Raspberry Pi overlay in a private swarm (lowpower kubo, the Pi's limits, the swarm key)
+@pytest.mark.parametrize(("overlay_name", "sized"), [("x64", "x64"), ("pi-lab-private", "pi-lab")])
+def test_peer_pods_join_through_the_bootstrap_pod_and_converge(
+    lab: Lab, tmp_path: Path, overlay_name: str, sized: str
+) -> None:
     stack = copy_stack(tmp_path / "stack")
-    overlay = stack / "overlays" / "x64"
+    overlay = stack / "overlays" / sized  # where the number of peers and the settings live
     set_peers(overlay, 2)
     # a training every 5 s instead of 60 s: the one value an experiment changes here
     set_peer_config(overlay, TRAINING_INTERVAL="5")
-    objects: list[Manifest] = documents(build(kustomize(), overlay))
+    objects: list[Manifest] = documents(build(kustomize(), stack / "overlays" / overlay_name))
     assert _peer_env_value(objects, "TRAINING_INTERVAL") == "5"
     images = {
         c["image"]
@@ -263,6 +267,12 @@ def test_peer_pods_join_through_the_bootstrap_pod_and_converge(lab: Lab, tmp_pat
     )
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"http://{lab.ip(pods[0])}:5001/api/v0/id", timeout=3)
+    private = overlay_name.endswith("-private")
+    key = _podman("exec", f"{pods[1]}-kubo", "cat", "/data/ipfs/swarm.key", check=False)
+    assert (key.returncode == 0) == private
+    if private:
+        assert key.stdout == (stack / "secrets" / "swarm.key").read_text()
+        assert "Swarm is limited to private network" in _podman("logs", f"{pods[1]}-kubo").stdout
 
     memory = {f"{c}": round(_memory_mib(f"{pods[0]}-{c}"), 1) for c in ("peer", "kubo")}
     memory["bootstrap-kubo"] = round(_memory_mib(f"{bootstrap}-kubo"), 1)
