@@ -198,7 +198,7 @@ def test_peer_pods_join_through_the_bootstrap_pod_and_converge(
         return _podman("exec", f"{bootstrap}-kubo", "ipfs", "id", "-f", "<id>").stdout.strip()
 
     assert (
-        _wait("the bootstrap node's kubo", online_id, 120, lambda: lab.logs(f"{bootstrap}-kubo"))
+        _wait("the bootstrap node's kubo", online_id, 300, lambda: lab.logs(f"{bootstrap}-kubo"))
         == bootstrap_id
     )
     bootstrap_addr = f"/ip4/{lab.ip(bootstrap)}/tcp/4001"
