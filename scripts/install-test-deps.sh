@@ -15,6 +15,12 @@ command -v podman >/dev/null || missing+=(podman)
 command -v buildah >/dev/null || missing+=(buildah)
 command -v runc >/dev/null || missing+=(runc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# the k3s stack (tests/stack): podman (above) plays the pod templates, with netavark and aardvark-dns for its
+# networks; openssl makes the generated secrets; kustomize itself is built from
+# the Go module proxy by scripts/build-kustomize.sh
+[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+command -v openssl >/dev/null || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
