@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean images
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,6 +22,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/install-test-deps.sh
+	@# kubo, the IPFS node of every integration test: built from the Go module proxy once, cached by version
+	scripts/build-kubo.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -42,3 +44,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- container images and the compose lab (docker/, issue 9) ---------------------------------------------------
+# make images [PLATFORMS=linux/arm64,linux/arm/v7] [REGISTRY=registry.lab:5000/]: archives in dist/images/<arch>/
+images:
+	PLATFORMS="$(PLATFORMS)" REGISTRY="$(REGISTRY)" scripts/build-images.sh

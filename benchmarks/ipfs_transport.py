@@ -1,4 +1,4 @@
-"""What the tangle's wire format costs over IPFS, measured on a local js-ipfs testnet. Prints one JSON object.
+"""What the tangle's wire format costs over IPFS, measured on a local kubo testnet. Prints one JSON object.
 
     .venv/bin/python benchmarks/ipfs_transport.py [--model-bytes 26000000] [--trials 3] [--rounds 6]
 
@@ -150,8 +150,8 @@ async def download_per_round(net: IpfsTestnet, rounds: int) -> dict[str, Any]:
                     await peer.builder.resolve(cid)
             await window.update()
     fetched = sum(peer.weights.fetched_bytes for peer in peers)
-    # replication by the pinning window: weights of other peers' transactions each node pinned (js-ipfs
-    # keeps no Bitswap statistics, so they are counted here); one download each
+    # replication by the pinning window: weights of other peers' transactions each node pinned; one
+    # download each (kubo's Bitswap counters would also count the transaction blocks)
     own = {tx.weights for peer in peers for tx in peer.published}
     replicated = sum(
         len({w for w in window.weights if w != genesis.transaction.weights and w not in mine})
@@ -182,7 +182,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ipfs-") as directory:
         async with IpfsTestnet(directory, 3) as net:
             return {
-                "ipfs": "js-ipfs 0.66.1 testnet on 127.0.0.1",
+                "ipfs": f"{net.implementation} testnet of 3 nodes on 127.0.0.1",
                 "transport": await transport(net, args.model_bytes, args.trials),
                 "download_per_round": await download_per_round(net, args.rounds),
             }

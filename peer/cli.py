@@ -29,7 +29,7 @@ class LabCommand(LabSettings):
 
             nodes = min(self.ipfs_nodes, self.peers)
             console.print(
-                f"IPFS testnet of {nodes} js-ipfs nodes; peer i uses node i mod {nodes}, "
+                f"IPFS testnet of {nodes} kubo nodes; peer i uses node i mod {nodes}, "
                 f"peers per node: {peers_per_node(self.peers, nodes)}"
             )
         columns = (
@@ -112,7 +112,7 @@ class ConvertFemnistCommand(BaseSettings):
 
 
 class Tangle(BaseSettings):
-    """Learning Tangle: decentralized learning on a Tangle ledger over IPFS."""
+    """Learning Tangle: decentralized learning on a Tangle ledger over IPFS (`tangle --version`)."""
 
     model_config = SettingsConfigDict(cli_prog_name="tangle", cli_kebab_case=True)
 
@@ -125,8 +125,21 @@ class Tangle(BaseSettings):
         CliApp.run_subcommand(self)
 
 
+def installed_version() -> str:
+    """The version of the installed package (pyproject's `version`): images are tagged with it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("learning-tangle")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-V"]):
+        print(f"tangle {installed_version()}")
+        return
     try:
         CliApp.run(Tangle, cli_args=args)
     except ValidationError as error:

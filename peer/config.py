@@ -8,6 +8,7 @@ Every bad value becomes one clear error that names the variable and the flag.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,7 +152,7 @@ class LabSettings(LearningSettings):
     )
     backend: Literal["memory", "ipfs"] = Field(
         "memory",
-        description="in-process storage and broker, or a local IPFS testnet (js-ipfs) started for the run",
+        description="in-process storage and broker, or a local IPFS testnet (kubo) started for the run",
     )
     ipfs_nodes: int = Field(
         3,
@@ -215,8 +216,13 @@ def parse(settings_cls: type[BaseSettings], *, env: bool, **values: Any) -> Any:
 
 
 # --- `tangle peer`: the daemon ---------------------------------------------------------------------------
-_SIZE = r"^\s*\d+(\.\d+)?\s*([KMGT]i?)?B\s*$"  # kubo's datastore sizes: 10GB, 512MiB
-_DURATION = r"^\s*(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+\s*$"  # Go durations: 1h, 90s, 1h30m
+# The IPFS variables' formats; docker/kubo/container-init.d/050-learning-tangle.sh checks the same ones in sh
+# (tests/integration/test_kubo_init.py runs both on the same values). Blanks are spaces and tabs only.
+_SIZE = r"^[ \t]*[0-9]+(\.[0-9]+)?[ \t]*([KMGT]i?)?B[ \t]*$"  # kubo's datastore sizes: 10GB, 512MiB
+_DURATION = r"^[ \t]*([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+[ \t]*$"  # Go durations: 1h, 90s, 1h30m
+_WHOLE = re.compile(r"[ \t]*[0-9]{1,7}[ \t]*")
+_LISTEN = r"^/ip[46]/[0-9A-Fa-f.:]+/tcp/[0-9]{1,5}$"  # kubo's API/gateway address: /ip4/127.0.0.1/tcp/5001
+_MAX_CONNECTIONS = 9_999_999
 _LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING", "error": "ERROR"}
 
 
@@ -245,10 +251,14 @@ class PeerSettings(LearningSettings):
     logging_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
         "info", description="log verbosity"
     )
-    connection_pruning_low: int = Field(40, ge=0, description="kubo Swarm.ConnMgr.LowWater")
-    connection_pruning_high: int = Field(70, ge=1, description="kubo Swarm.ConnMgr.HighWater")
+    connection_pruning_low: int = Field(
+        40, ge=0, le=_MAX_CONNECTIONS, description="kubo Swarm.ConnMgr.LowWater"
+    )
+    connection_pruning_high: int = Field(
+        70, ge=1, le=_MAX_CONNECTIONS, description="kubo Swarm.ConnMgr.HighWater"
+    )
     connection_pruning_grace_period: int = Field(
-        60, ge=0, description="kubo Swarm.ConnMgr.GracePeriod, in seconds"
+        60, ge=0, le=_MAX_CONNECTIONS, description="kubo Swarm.ConnMgr.GracePeriod, in seconds"
     )
     ipfs_datastore_storagemax: str = Field(
         "10GB", pattern=_SIZE, description="kubo Datastore.StorageMax (GC keeps the repo under it)"
@@ -256,6 +266,15 @@ class PeerSettings(LearningSettings):
     ipfs_datastore_gcperiod: str = Field("1h", pattern=_DURATION, description="kubo Datastore.GCPeriod")
     ipfs_reprovider_interval: str = Field(
         "22h", pattern=_DURATION, description="kubo Provide.DHT.Interval (formerly Reprovider.Interval)"
+    )
+
+    ipfs_api_listen: str = Field(
+        "/ip4/127.0.0.1/tcp/5001",
+        pattern=_LISTEN,
+        description="kubo Addresses.API: where kubo serves its RPC (an admin API: keep it inside the pod)",
+    )
+    ipfs_gateway_listen: str = Field(
+        "/ip4/127.0.0.1/tcp/8080", pattern=_LISTEN, description="kubo Addresses.Gateway"
     )
 
     # added by this design
@@ -300,6 +319,16 @@ class PeerSettings(LearningSettings):
             return None
         return value
 
+    @field_validator(
+        "connection_pruning_low", "connection_pruning_high", "connection_pruning_grace_period", mode="before"
+    )
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        # digits only, as kubo's init script accepts them: no signs, underscores or fractions
+        if isinstance(value, str) and not _WHOLE.fullmatch(value):
+            raise ValueError(f"a whole number from 0 to {_MAX_CONNECTIONS} is needed")
+        return value
+
     @field_validator("logging_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
@@ -308,7 +337,9 @@ class PeerSettings(LearningSettings):
     @model_validator(mode="after")
     def _peer_consistent(self) -> PeerSettings:
         if self.connection_pruning_low > self.connection_pruning_high:
-            raise ValueError("connection_pruning_low must not exceed connection_pruning_high")
+            raise ValueError(
+                "CONNECTION_PRUNING_LOW (--connection-pruning-low) must not exceed CONNECTION_PRUNING_HIGH"
+            )
         if self.peer_index is not None and self.peer_index >= self.peers:
             raise ValueError(f"peer_index must be below peers ({self.peers})")
         if self.poison != "none" and not self.malicious:
@@ -340,13 +371,26 @@ class PeerSettings(LearningSettings):
         )
 
     def kubo_config(self) -> dict[str, Any]:
-        """The kubo configuration the IPFS variables stand for (the deployment applies it to the node)."""
+        """The kubo configuration the IPFS variables stand for (the deployment applies it to the node).
+
+        docker/kubo/container-init.d/050-learning-tangle.sh applies the same keys and values in the same
+        order; tests/integration/test_kubo_init.py checks that on a real kubo repository.
+        """
+
+        def squeeze(value: str) -> str:
+            return value.replace(" ", "").replace("\t", "")
+
         return {
             "Swarm.ConnMgr.LowWater": self.connection_pruning_low,
             "Swarm.ConnMgr.HighWater": self.connection_pruning_high,
             "Swarm.ConnMgr.GracePeriod": f"{self.connection_pruning_grace_period}s",
-            "Datastore.StorageMax": self.ipfs_datastore_storagemax.replace(" ", ""),
-            "Datastore.GCPeriod": self.ipfs_datastore_gcperiod.strip(),
-            # kubo >= 0.38 refuses to start with any Reprovider.* key set
-            "Provide.DHT.Interval": self.ipfs_reprovider_interval.strip(),
+            "Datastore.StorageMax": squeeze(self.ipfs_datastore_storagemax),
+            "Datastore.GCPeriod": squeeze(self.ipfs_datastore_gcperiod),
+            "Provide.DHT.Interval": squeeze(self.ipfs_reprovider_interval),
+            # kubo >= 0.38 refuses to start with any Reprovider.* key set: clear what an old repo may hold
+            "Reprovider": {},
+            # announcements travel over PubSub, which kubo enables only on request
+            "Pubsub.Enabled": True,
+            "Addresses.API": self.ipfs_api_listen,
+            "Addresses.Gateway": self.ipfs_gateway_listen,
         }

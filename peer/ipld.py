@@ -8,7 +8,7 @@ computed here is exactly the CID an IPFS node gives the same block:
   corrupt binary fields; its decoder cannot tell a link from a byte string, so decoders here re-encode
   what they read and compare (see ``peer.tangle.transaction``).
 - :func:`unixfs_file_cid` is the CID ``ipfs add --cid-version=1 --raw-leaves`` gives a file with the
-  default chunker (256 KiB) and balanced layout (174 links a node), kubo's and js-ipfs' defaults: weights
+  default chunker (256 KiB) and balanced layout (174 links a node), kubo's defaults: weights
   are added as UnixFS files, and their CIDs must be computable without a node (the deterministic genesis,
   the memory backend) and checkable after a ``cat`` (:func:`verify_file`).
 """
@@ -32,7 +32,7 @@ CODEC_DAG_CBOR = 0x71
 MH_IDENTITY = 0x00
 MH_SHA2_256 = 0x12
 
-# UnixFS importer defaults shared by kubo and js-ipfs (size-262144 chunker, balanced DAG builder).
+# kubo's UnixFS importer defaults (size-262144 chunker, balanced DAG builder).
 UNIXFS_CHUNK = 262_144
 UNIXFS_MAX_LINKS = 174
 _MAX_DAG_DEPTH = 64
@@ -100,7 +100,7 @@ def cid_to_bytes(cid: str | bytes) -> bytes:
 def normalize_cid(cid: str | bytes) -> str:
     """Canonical text of a CID: CIDv1 in base32 (what kubo prints); a CIDv0 stays as it is.
 
-    Nodes differ in the multibase they print (js-ipfs: base58btc), so CIDs are compared only after this.
+    CIDs may be printed in any multibase (base58btc, base32, ...), so they are compared only after this.
     """
     raw = cid_to_bytes(cid)
     if raw[:2] == b"\x12\x20" and len(raw) == 34:

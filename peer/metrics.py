@@ -84,6 +84,7 @@ IPFS_OPERATIONS = (
     "dag/put",
     "pin/add",
     "pin/rm",
+    "files/stat",
     "pubsub/pub",
     "pubsub/sub",
     "repo/stat",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The system packages the tests drive for real: Chromium (browser tests), Prometheus and node-exporter
-# (monitoring tests), Node.js and npm (the js-ipfs testnet). Installs only what is missing; needs root
-# (or sudo) on Debian. The js-ipfs node itself is installed by the tests from ipfs-testnet/package-lock.json.
+# (monitoring tests). Installs only what is missing; needs root (or sudo) on Debian. kubo, the IPFS node of the
+# integration tests, is built by scripts/build-kubo.sh (make test runs it; it needs Go >= 1.25).
 set -euo pipefail
 
 missing=()
@@ -9,13 +9,19 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
-# emulated lab hosts for the Ansible tests: podman containers from debootstrap root filesystems over ssh
+# container images and the compose lab (tests/containers): podman with runc, buildah, debootstrap for the base
 command -v podman >/dev/null || missing+=(podman)
+command -v buildah >/dev/null || missing+=(buildah)
 command -v runc >/dev/null || missing+=(runc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# the k3s stack (tests/stack): podman (above) plays the pod templates, with netavark and aardvark-dns for its
+# networks; openssl makes the generated secrets; kustomize itself is built from
+# the Go module proxy by scripts/build-kustomize.sh
+[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+command -v openssl >/dev/null || missing+=(openssl)
+# emulated lab hosts for the Ansible tests: podman containers from debootstrap root filesystems over ssh
 command -v ssh >/dev/null || missing+=(openssh-client)
 
 if [ ${#missing[@]} -eq 0 ]; then

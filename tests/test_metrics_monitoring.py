@@ -181,7 +181,12 @@ def test_every_alert_has_a_firing_and_a_silent_test_case() -> None:
 def test_kubernetes_config_scrapes_by_annotation_and_the_lab_config_by_static_targets() -> None:
     k8s = yaml.safe_load((MONITORING / "prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in k8s["scrape_configs"]}
-    assert jobs["kubo"]["metrics_path"] == "/debug/metrics/prometheus"
+    # kubo through the peer's port: its RPC (an admin API) is never scraped
+    assert jobs["kubo"]["metrics_path"] == "/metrics/ipfs"
+    assert "5001" not in yaml.safe_dump(jobs["kubo"])
+    kubo_ports = [r for r in jobs["kubo"]["relabel_configs"] if r.get("target_label") == "__address__"]
+    assert [r["replacement"] for r in kubo_ports] == ["$1:8000", "$1:$2"]
+    assert kubo_ports[1]["source_labels"][1].endswith("_peer_port")
     for name, annotation in [("peer", "peer"), ("kubo", "kubo"), ("node-exporter", "node_exporter")]:
         relabel = jobs[name]["relabel_configs"]
         keep = relabel[0]
@@ -192,7 +197,15 @@ def test_kubernetes_config_scrapes_by_annotation_and_the_lab_config_by_static_ta
         # pod IP only: reachable from inside the cluster
         assert any(r.get("source_labels") == ["__meta_kubernetes_pod_ip"] for r in relabel)
     lab = yaml.safe_load((MONITORING / "prometheus/prometheus-lab.yml").read_text())
-    assert {job["job_name"] for job in lab["scrape_configs"]} == {"prometheus", "peer", "node-exporter"}
+    assert {job["job_name"] for job in lab["scrape_configs"]} == {
+        "prometheus",
+        "peer",
+        "node-exporter",
+        "kubo",
+    }
+    assert {job["job_name"]: job.get("metrics_path") for job in lab["scrape_configs"]}[
+        "kubo"
+    ] == "/metrics/ipfs"
     assert lab["rule_files"] == k8s["rule_files"] == ["rules/*.yml"]
 
 

@@ -1,11 +1,15 @@
 """The HTTP API of a peer (port 8000) and of the lab's live server: one Starlette app for both.
 
-`/api/transactions[?peer=NAME&since=N]`, `/api/peers`, `/api/peer[?peer=NAME]`, `/healthz`, `/metrics`.
+`/api/transactions[?peer=NAME&since=N]`, `/api/peers`, `/api/peer[?peer=NAME]`, `/healthz`, `/metrics`, and
+on a peer with an IPFS node `/metrics/ipfs`: kubo's own metrics passed through, so Prometheus never needs
+kubo's RPC port (an admin API).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import uvicorn
@@ -38,8 +42,46 @@ def resolve_peer(peer: str | None, names: list[str]) -> str:
     return peer
 
 
-def create_app(source: ApiSource, *, metrics: Any | None = None) -> Starlette:
-    """`metrics` is a prometheus_client registry (or None: no /metrics route)."""
+# kubo's exposition is about 120 KB; a scrape must finish within Prometheus' scrape_timeout (10 s on k3s)
+IPFS_METRICS_MAX_BYTES = 4 * 1024 * 1024
+IPFS_METRICS_TIMEOUT = 5.0
+IPFS_METRICS_CONCURRENCY = 2
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+IpfsMetrics = Callable[[int, float], Awaitable[bytes]]
+
+
+def ipfs_metrics_route(fetch: IpfsMetrics) -> Route:
+    """GET /metrics/ipfs: kubo's `/debug/metrics/prometheus` and nothing else of its RPC, at most
+    IPFS_METRICS_MAX_BYTES within IPFS_METRICS_TIMEOUT s, at most IPFS_METRICS_CONCURRENCY at a time.
+    502 when kubo is down or answers badly, 504 when it is too slow."""
+    from peer.ipfs.errors import IpfsError, IpfsTimeout, IpfsTooLarge
+
+    slots = asyncio.Semaphore(IPFS_METRICS_CONCURRENCY)
+
+    async def endpoint(_request: Request) -> Response:
+        try:
+            async with asyncio.timeout(IPFS_METRICS_TIMEOUT):
+                async with slots:
+                    body = await fetch(IPFS_METRICS_MAX_BYTES, IPFS_METRICS_TIMEOUT)
+        except (TimeoutError, IpfsTimeout):
+            message, status = f"kubo's metrics did not arrive within {IPFS_METRICS_TIMEOUT:g} s", 504
+        except IpfsTooLarge:
+            message, status = f"kubo's metrics exceed {IPFS_METRICS_MAX_BYTES} bytes", 502
+        except IpfsError as error:
+            message, status = f"kubo is unreachable or failed: {type(error).__name__}: {error}", 502
+        else:
+            return Response(body, media_type=PROMETHEUS_TEXT)
+        return Response(message + "\n", status_code=status, media_type="text/plain; charset=utf-8")
+
+    return Route("/metrics/ipfs", endpoint, methods=["GET"])
+
+
+def create_app(
+    source: ApiSource, *, metrics: Any | None = None, ipfs_metrics: IpfsMetrics | None = None
+) -> Starlette:
+    """`metrics` is a prometheus_client registry (or None: no /metrics route); `ipfs_metrics(max_bytes,
+    timeout)` fetches the IPFS node's own metrics (or None: no /metrics/ipfs route)."""
 
     def _peer(request: Request) -> str | None:
         return request.query_params.get("peer") or None
@@ -82,6 +124,8 @@ def create_app(source: ApiSource, *, metrics: Any | None = None) -> Starlette:
             return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
         routes.append(Route("/metrics", metrics_endpoint))
+    if ipfs_metrics is not None:
+        routes.append(ipfs_metrics_route(ipfs_metrics))
     return Starlette(routes=routes)
 
 

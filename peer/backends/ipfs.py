@@ -1,10 +1,10 @@
-"""The `ipfs` backends: storage and PubSub through a kubo RPC node (js-ipfs in tests and the lab).
+"""The `ipfs` backends: storage and PubSub through a kubo RPC node.
 
 - Weights are UnixFS files (``add``, CIDv1, raw leaves): their CID is what :func:`peer.ipld.unixfs_file_cid`
   computes, so the genesis is the same on every backend and weights read back with ``cat`` are checked
   against their CID before anyone decodes them.
 - Transactions are single dag-cbor blocks stored with ``block/put`` under the CID computed locally and read
-  with ``block/get`` (js-ipfs answers ``dag/get`` with HTTP 500), verified by hash, bounded in size.
+  with ``block/get``, verified by hash (never trusting the node's ``dag/get`` decoding), bounded in size.
 - Pins are reference-counted here, because several lab peers may share one node and IPFS pins are a set:
   a transaction block is pinned directly (a recursive pin would hold its whole past), weights recursively.
 - Every RPC call is timed and its failures counted by kind (``PeerInstruments.ipfs_request``).
@@ -43,6 +43,7 @@ class IpfsStorage:
         self.pins: dict[str, int] = defaultdict(int)
         self.sizes: dict[str, int] = {}  # bytes of what we stored or fetched, for the pinned-bytes gauge
         self.pinned_bytes = 0
+        self._pinned_sizes: dict[str, int] = {}  # what each pinned CID added to pinned_bytes
         self._pin_lock = asyncio.Lock()
 
     async def put_weights(self, data: bytes) -> str:
@@ -65,7 +66,7 @@ class IpfsStorage:
         return data
 
     async def put_transaction(self, cid: str, block: bytes) -> None:
-        # pin=False: js-ipfs's pin on put walks (and fetches) the whole past; the window pins it directly
+        # pin=False: a pin on put is recursive and walks (fetches) the whole past; the window pins directly
         with self.metrics.ipfs_request("block/put"):
             stored = await self.client.block_put(block, codec="dag-cbor", pin=False)
         if stored != cid:
@@ -100,10 +101,15 @@ class IpfsStorage:
             recursive = cid_codec(cid) != CODEC_DAG_CBOR
             with self.metrics.ipfs_request("pin/add"):
                 await self.client.pin_add(cid, recursive=recursive)
+            size = self.sizes.get(cid)
+            if size is None and recursive:  # weights the window pinned before anyone here read them
+                with self.metrics.ipfs_request("files/stat"):
+                    size = await self.client.file_size(cid)
             async with self._pin_lock:
                 self.pins[cid] += 1
                 if self.pins[cid] == 1:
-                    self.pinned_bytes += self.sizes.get(cid, 0)
+                    self._pinned_sizes[cid] = size or 0
+                    self.pinned_bytes += size or 0
             self.metrics.set_pinned_bytes(self.pinned_bytes)
 
     async def unpin(self, cids: list[str]) -> None:
@@ -115,7 +121,8 @@ class IpfsStorage:
                     continue
                 self.pins.pop(cid, None)
                 if count == 1:
-                    self.pinned_bytes -= self.sizes.pop(cid, 0)
+                    self.sizes.pop(cid, None)
+                    self.pinned_bytes -= self._pinned_sizes.pop(cid, 0)
             if count == 0:
                 continue
             try:

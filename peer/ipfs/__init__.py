@@ -1,7 +1,7 @@
-"""IPFS access: a thin typed async client for the kubo RPC API, and a local js-ipfs testnet.
+"""IPFS access: a thin typed async client for the kubo RPC API, and a local kubo testnet.
 
-``peer.ipfs.testnet`` is imported explicitly by those who need it (tests, the lab): it manages Node.js
-processes, which the peer itself never does.
+``peer.ipfs.testnet`` is imported explicitly by those who need it (tests, the lab, benchmarks): it builds and
+manages kubo processes, which the peer itself never does.
 """
 
 from peer.ipfs.client import (

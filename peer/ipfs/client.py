@@ -1,32 +1,27 @@
 """A thin typed async client for the kubo RPC API (``/api/v0``, POST only) on ``httpx``.
 
-It speaks the wire format of kubo >= 0.11 and is tested against js-ipfs 0.66.1 (the only IPFS node that
-runs on our machines, see ``peer.ipfs.testnet``); it uses only what both implement. Differences found
-between kubo >= 0.38 and js-ipfs 0.66.1 (which reports itself as version 0.18.1), and how they are handled:
+It speaks the wire format of kubo >= 0.11 and is tested against kubo v0.43.1 (built from the Go module proxy
+by ``scripts/build-kubo.sh``, see ``peer.ipfs.testnet``). What it relies on, checked on kubo 0.43.1:
 
-- CIDv1 text: js-ipfs prints base58btc (``zb2...``) unless asked for ``cid-base=base32``, and ``pin/ls``
-  rejects ``cid-base=base32`` outright once any CIDv0 is pinned (its init pins some). So every CID read
-  from the node is normalised to base32 locally (:func:`normalize_cid`) instead of trusting the flag.
-- ``dag/put`` on js-ipfs re-encodes its input: an integral float (``1.0``) comes back as an integer, so
-  its CID differs from a strict DAG-CBOR encoding and the value changes type. :meth:`IpfsClient.dag_put`
-  therefore encodes locally (:func:`encode_dag_cbor`, explicit :class:`Link` values), computes the CID
-  itself and stores the exact bytes with ``block/put``, then checks the node named the same CID.
-  ``block/put`` takes the codec as ``cid-codec`` on kubo but as the legacy ``format`` on js-ipfs (it
-  ignores ``cid-codec`` and falls back to dag-pb), so the client asks the node's agent once and picks.
-- ``dag/get`` answers HTTP 500 on js-ipfs: read objects with :meth:`IpfsClient.block_get`, which also
-  verifies that the bytes hash to the CID (:func:`verify_block`), and decode them locally.
-- Pinning with ``pin=true`` (block/put, dag/put, pin/add) walks the whole DAG on js-ipfs and fetches
-  missing children from the network, blocking until the timeout if one is unavailable (not checked on
-  kubo). Store children (weights, parents) before the object that links to them.
-- ``pubsub/sub`` on js-ipfs first sends an empty ``{}`` line (skipped). Messages carry the sender as a
-  plain peer id in ``from`` and multibase ``data``/``seqno``/``topicIDs`` on both.
-- ``swarm/peers``: js-ipfs appends ``/p2p/<id>`` to ``Addr``, kubo does not (stripped here); kubo sends
-  ``"Peers": null`` when there are none. ``repo/stat``: js-ipfs sends the numbers as strings.
-- Errors: js-ipfs answers a malformed CID with HTTP 400 ``"Invalid request query input"`` (Code 1),
-  kubo with its own, more specific message. js-ipfs ignores unknown query options.
-- Mid-stream failures are reported by both in an ``X-Stream-Error`` HTTP trailer that httpx cannot read:
-  ``cat`` checks ``X-Content-Length`` when the node sends it, and a CAR is checked by
+- ``block/put`` takes the codec as ``cid-codec`` and stores the bytes as they are; the client computes the
+  CID locally and the caller checks that the node named the same one. :meth:`IpfsClient.dag_put` encodes
+  locally too (:func:`encode_dag_cbor`, explicit :class:`Link` values), so an object's CID never depends on
+  how a node would re-encode values.
+- Objects are read with :meth:`IpfsClient.block_get` and decoded locally, never with ``dag/get``: the client
+  verifies that the bytes hash to the CID it asked for (:func:`verify_block`), so a node or a Bitswap peer
+  handing out other bytes is caught. That check is a security property, not a workaround.
+- Pinning with ``pin=true`` pins recursively, which walks the whole DAG and fetches missing children from
+  the network: transaction blocks are pinned directly instead (``pin/add?recursive=false``).
+- ``pubsub/sub`` streams one JSON object a line: ``from`` is the publishing node's peer id, which kubo
+  verifies against the message's signature (``Pubsub.DisableSigning=false`` and strict verification are
+  kubo's defaults), and ``data``/``seqno``/``topicIDs`` are multibase.
+- ``cat`` with ``length`` sends ``X-Content-Length`` = min(length, file size) before the body, so a file past
+  ``max_bytes`` fails before any byte is read, and a body shorter than announced is a failure kubo could only
+  report in an ``X-Stream-Error`` trailer (which httpx cannot read). A CAR is checked by
   :func:`peer.ipld.parse_car`.
+- ``swarm/peers`` sends ``"Peers": null`` when there are none; errors come as ``{"Message", "Code", "Type"}``,
+  unknown paths as a plain-text 404. CIDs read from the node are normalised to base32
+  (:func:`normalize_cid`) before they are compared.
 
 CIDs, block checks, the strict DAG-CBOR encoder, UnixFS file CIDs and CAR parsing are pure functions in
 ``peer.ipld``, shared with the transactions and the memory backend.
@@ -139,7 +134,7 @@ class RepoStat:
 
 @dataclass(frozen=True, slots=True)
 class PubsubMessage:
-    from_peer: str  # libp2p peer id of the publishing node (kubo and js-ipfs sign messages)
+    from_peer: str  # libp2p peer id of the publishing node, verified by kubo against the message's signature
     data: bytes
     seqno: bytes
     topics: tuple[str, ...]
@@ -193,10 +188,9 @@ class IpfsClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_json_bytes = max_json_bytes
-        self._flavor: Literal["kubo", "js-ipfs"] | None = None
         # trust_env=False: a proxy from the environment must never sit between a peer and its own node.
-        # keepalive_expiry below js-ipfs's 5 s server keep-alive, so we never reuse a connection the
-        # node is closing at that moment (a write would then fail, and writes are not retried).
+        # a short keepalive_expiry: never reuse a connection an idle node may be closing at that moment
+        # (a write would then fail, and writes are not retried).
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
@@ -298,13 +292,6 @@ class IpfsClient:
             # Some commands answer NDJSON (one object per line); return the lines as a list.
             return _ndjson(body, path)
 
-    async def flavor(self) -> Literal["kubo", "js-ipfs"]:
-        """Which implementation the node is (asked once), for the few calls whose options differ."""
-        if self._flavor is None:
-            agent = (await self.id()).agent_version
-            self._flavor = "js-ipfs" if agent.startswith("js-ipfs") else "kubo"
-        return self._flavor
-
     # -- node --------------------------------------------------------------------------------------
 
     async def id(self, *, request_timeout: TimeoutArg = DEFAULT) -> NodeId:
@@ -344,6 +331,36 @@ class IpfsClient:
         )
         return sum(1 for entry in _ndjson(body, "repo/gc") if entry.get("Key") or entry.get("Cid"))
 
+    async def config_get(self, key: str, *, request_timeout: TimeoutArg = DEFAULT) -> Any:
+        """One value of the node's configuration (dotted key, e.g. ``Datastore.StorageMax``)."""
+        obj = await self._json("config", {"arg": key}, request_timeout=request_timeout, idempotent=True)
+        return obj.get("Value")
+
+    async def config_set(self, key: str, value: Any, *, request_timeout: TimeoutArg = DEFAULT) -> None:
+        """Set one configuration value (JSON); most keys act only after the daemon restarts."""
+        params = {"arg": [key, json.dumps(value)], "json": True}
+        await self._json("config", params, request_timeout=request_timeout)
+
+    async def prometheus_metrics(self, *, max_bytes: int, request_timeout: TimeoutArg = DEFAULT) -> bytes:
+        """kubo's own Prometheus metrics (``/debug/metrics/prometheus`` on the RPC port), at most
+        ``max_bytes`` (:class:`IpfsTooLarge` past that)."""
+        limit = self._timeout(request_timeout)
+        url = self.base_url.removesuffix("/api/v0") + "/debug/metrics/prometheus"
+        try:
+            async with (
+                asyncio.timeout(limit),
+                self._http.stream("GET", url, timeout=httpx.Timeout(limit)) as response,
+            ):
+                if response.status_code != 200:
+                    raise await _api_error(response)
+                return await _read_limited(response, max_bytes, "kubo metrics")
+        except TimeoutError as e:
+            raise IpfsTimeout(f"kubo metrics did not arrive within {limit} s") from e
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"kubo metrics timed out: {e!r}") from e
+        except httpx.RequestError as e:
+            raise IpfsConnectionError(f"kubo metrics on {url}: {e!r}") from e
+
     # -- files and blocks --------------------------------------------------------------------------
 
     async def add(
@@ -363,7 +380,7 @@ class IpfsClient:
             "hash": "sha2-256",
             "pin": pin,
             "only-hash": only_hash,
-            "cid-base": "base32",  # js-ipfs prints base58btc otherwise; kubo's default for v1 anyway
+            "cid-base": "base32",  # kubo's default for CIDv1 anyway; explicit, as CIDs are compared as text
         }
         files = {"file": (filename, data, "application/octet-stream")}
         body, _ = await self._request(
@@ -388,6 +405,25 @@ class IpfsClient:
             # kubo reports a failure mid-stream only in a trailer; a short body is how we see it.
             raise IpfsConnectionError(f"cat {cid}: got {len(body)} of {expected} bytes")
         return body
+
+    async def has_block(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> bool:
+        """Whether the node holds the block itself (asked offline: nothing is fetched)."""
+        try:
+            await self._json(
+                "block/stat", {"arg": cid, "offline": True}, request_timeout=request_timeout, idempotent=True
+            )
+        except IpfsApiError as e:
+            if "not found locally" in e.message:
+                return False
+            raise
+        return True
+
+    async def file_size(self, cid: str, *, request_timeout: TimeoutArg = DEFAULT) -> int:
+        """Bytes of a UnixFS file's content (``files/stat``: reads only its root block)."""
+        obj = await self._json(
+            "files/stat", {"arg": f"/ipfs/{cid}"}, request_timeout=request_timeout, idempotent=True
+        )
+        return int(obj.get("Size", 0))
 
     async def block_get(
         self, cid: str, *, max_bytes: int, verify: bool = True, request_timeout: TimeoutArg = DEFAULT
@@ -418,11 +454,7 @@ class IpfsClient:
         request_timeout: TimeoutArg = DEFAULT,
     ) -> str:
         """Store ``data`` as one block (sha2-256, CIDv1) without re-encoding; return the node's CID."""
-        params: dict[str, Any] = {"mhtype": "sha2-256", "pin": pin}
-        if await self.flavor() == "js-ipfs":
-            params["format"] = codec  # js-ipfs ignores cid-codec and would label the block dag-pb
-        else:
-            params["cid-codec"] = codec  # kubo: `format` is the deprecated spelling
+        params: dict[str, Any] = {"mhtype": "sha2-256", "pin": pin, "cid-codec": codec}
         files = {"file": ("block", data, "application/octet-stream")}
         obj = await self._json("block/put", params, files=files, request_timeout=request_timeout)
         if isinstance(obj, list):  # NDJSON, one entry per block
@@ -433,7 +465,7 @@ class IpfsClient:
         """Store ``obj`` as a DAG-CBOR block with real links (:class:`Link`); return its CID.
 
         The CID is computed locally and must match the node's, so the caller's id for the object does
-        not depend on how a node re-encodes values. With ``pin`` (recursive), js-ipfs fetches every
+        not depend on how a node re-encodes values. With ``pin`` (recursive), the node fetches every
         linked block, so add linked objects first.
         """
         data = encode_dag_cbor(obj)
@@ -529,7 +561,7 @@ class IpfsClient:
                 "pin/ls", {"arg": cid, "type": "all"}, request_timeout=request_timeout, idempotent=True
             )
         except IpfsApiError as e:
-            if "not pinned" in e.message:  # same wording on kubo and js-ipfs
+            if "not pinned" in e.message:  # kubo: "path '...' is not pinned"
                 return False
             raise
         return bool(obj.get("Keys")) if isinstance(obj, dict) else bool(obj)
@@ -654,8 +686,6 @@ class Subscription:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise IpfsError(f"bad pubsub line: {line[:200]!r}") from e
-            if not obj:  # js-ipfs opens every subscription with an empty {} line
-                continue
             return PubsubMessage(
                 from_peer=str(obj.get("from", "")),
                 data=_decode_multibase(obj["data"]) if obj.get("data") else b"",

@@ -1,9 +1,12 @@
-"""A local IPFS testnet of js-ipfs 0.66.1 nodes, all on 127.0.0.1, for integration tests and the lab.
+"""A local IPFS testnet of kubo nodes, all on 127.0.0.1, for integration tests, the lab and the benchmarks.
 
-kubo cannot be fetched on our machines, js-ipfs can (npm ``ipfs@0.66.1`` with the overrides pinned in
-``ipfs-testnet/package.json``) and speaks the same RPC wire format. Each node gets a fresh repo
-(``jsipfs init --profile test``: no bootstrap peers, no MDNS), its API and swarm on free 127.0.0.1
-ports, PubSub enabled, and a log file next to its repo; every pair of nodes is connected explicitly.
+kubo is built once from the Go module proxy by ``scripts/build-kubo.sh`` and cached by version outside the
+checkout (:func:`kubo_binary`). Each node gets a fresh repo (``ipfs init --profile test``: no bootstrap
+peers, no MDNS, API, gateway and swarm on 127.0.0.1), PubSub enabled, and a log file next to its repo.
+The first start lets the OS pick the ports (port 0, so no other process can take them between a probe and
+the bind); they are then written into the repo, so a restarted node keeps its API URL and swarm address.
+Nodes are started with ``--enable-gc`` when asked (kubo then runs GC every ``Datastore.GCPeriod`` and
+when the repo passes ``Datastore.StorageMax``), connected pairwise, and stopped by PID (SIGTERM, then wait).
 
 The object is not tied to an event loop (plain ``subprocess.Popen`` plus polling with short-lived HTTP
 clients), so a session-scoped fixture can share one testnet with tests that run in their own loops.
@@ -14,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,76 +40,45 @@ from peer.ipfs.client import IpfsClient
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TESTNET_DIR = REPO_ROOT / "ipfs-testnet"
-JSIPFS_CLI = TESTNET_DIR / "node_modules" / "ipfs" / "src" / "cli.js"
-MIN_NODE_MAJOR = 18
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-kubo.sh"
+KUBO_VERSION = "v0.43.1"
 
 
 class IpfsTestnetError(RuntimeError):
-    """The testnet could not be installed, started or stopped."""
+    """The testnet could not be built, started or stopped."""
 
 
-def _node_binary() -> str:
-    node = shutil.which("node")
-    if node is None:
-        raise IpfsTestnetError(
-            "the js-ipfs testnet needs Node.js >= 18 and npm on PATH (Debian: apt-get install nodejs npm)"
-        )
-    return node
-
-
-def ensure_installed(*, timeout: float = 900.0) -> Path:
-    """Install js-ipfs into ``ipfs-testnet/node_modules`` unless present; return the CLI script path.
-
-    Uses ``npm install`` (not ``npm ci``): with the overrides it is the form known to resolve cleanly.
-    Takes 2-4 minutes and about 300 MB the first time.
-    """
-    node = _node_binary()
-    # S603: every argv here is our own fixed command line, nothing comes from outside.
-    version = subprocess.run(  # noqa: S603
-        [node, "--version"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    major = int(version.lstrip("v").split(".")[0])
-    if major < MIN_NODE_MAJOR:
-        raise IpfsTestnetError(f"Node.js {version} is too old for js-ipfs 0.66.1 (need >= {MIN_NODE_MAJOR})")
-    if JSIPFS_CLI.exists():
-        return JSIPFS_CLI
-    npm = shutil.which("npm")
-    if npm is None:
-        raise IpfsTestnetError("npm is missing: it is needed once to install js-ipfs (apt-get install npm)")
-    # Two test sessions starting at once must not run npm install into the same tree.
-    lock_path = Path(tempfile.gettempdir()) / f"learning-tangle-npm-{os.getuid()}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not JSIPFS_CLI.exists():
-            log.info("installing js-ipfs into %s (npm install, a few minutes)", TESTNET_DIR)
-            result = subprocess.run(  # noqa: S603
-                [npm, "install", "--no-audit", "--no-fund"],
-                cwd=TESTNET_DIR,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
+@functools.cache
+def kubo_binary() -> Path:
+    """The kubo binary: ``$KUBO_BINARY`` if set, else the one ``scripts/build-kubo.sh`` builds (once, cached
+    by version in ~/.cache/learning-tangle; minutes of CPU the first time), else ``ipfs`` on PATH."""
+    override = os.environ.get("KUBO_BINARY")
+    if override:
+        return Path(override)
+    if BUILD_SCRIPT.exists():
+        # two test sessions (or lab runs) starting at once must not build into the same folder
+        lock_path = Path(tempfile.gettempdir()) / f"learning-tangle-kubo-build-{os.getuid()}.lock"
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            log.info("kubo %s: %s (builds it the first time, a few minutes)", KUBO_VERSION, BUILD_SCRIPT)
+            result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+                [str(BUILD_SCRIPT), KUBO_VERSION], capture_output=True, text=True, check=False, timeout=3600
             )
-            if result.returncode != 0 or not JSIPFS_CLI.exists():
-                raise IpfsTestnetError(
-                    f"npm install in {TESTNET_DIR} failed:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
-                )
-    return JSIPFS_CLI
+        if result.returncode != 0:
+            raise IpfsTestnetError(f"scripts/build-kubo.sh failed: {result.stderr.strip()[-3000:]}")
+        return Path(result.stdout.strip().splitlines()[-1])
+    found = shutil.which("ipfs")
+    if found is None:
+        raise IpfsTestnetError("no kubo: set KUBO_BINARY, or run from a checkout (scripts/build-kubo.sh)")
+    return Path(found)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together so they differ; racy only vs others)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+def kubo_version(binary: Path | None = None) -> str:
+    """``kubo/0.43.1``: what the lab records in summary.json's ``config.ipfs``."""
+    out = subprocess.run(  # noqa: S603
+        [str(binary or kubo_binary()), "version", "--number"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"kubo/{out}"
 
 
 def _tail(path: Path, limit: int = 3000) -> str:
@@ -116,14 +88,19 @@ def _tail(path: Path, limit: int = 3000) -> str:
         return ""
 
 
+def _port(multiaddr: str) -> int:
+    parts = multiaddr.strip().split("/")
+    return int(parts[parts.index("tcp") + 1])
+
+
 @dataclass
 class IpfsNode:
-    """One js-ipfs daemon of a testnet. Ports and repo stay the same across stop/start."""
+    """One kubo daemon of a testnet. Ports and repo stay the same across stop/start."""
 
     index: int
     directory: Path
-    api_port: int
-    swarm_port: int
+    api_port: int = 0  # 0 until the first start
+    swarm_port: int = 0
     peer_id: str = ""
     process: subprocess.Popen[bytes] | None = None
     ready_seconds: float = 0.0  # how long the last start took until the API answered
@@ -181,7 +158,11 @@ async def _all_or_raise(coroutines: list[Coroutine[Any, Any, None]]) -> None:
 
 
 class IpfsTestnet:
-    """N js-ipfs nodes on 127.0.0.1, fully connected. ``async with IpfsTestnet(dir, 2) as net: ...``"""
+    """N kubo nodes on 127.0.0.1, fully connected. ``async with IpfsTestnet(dir, 2) as net: ...``
+
+    ``enable_gc`` starts the daemons with ``--enable-gc``; ``config`` sets further keys in every repo
+    (dotted kubo keys, e.g. ``{"Datastore.GCPeriod": "1m", "Datastore.StorageMax": "50MB"}``).
+    """
 
     def __init__(
         self,
@@ -191,6 +172,8 @@ class IpfsTestnet:
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
         connect: bool = True,
+        enable_gc: bool = False,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a testnet needs at least one node")
@@ -199,8 +182,10 @@ class IpfsTestnet:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.connect = connect
+        self.enable_gc = enable_gc
+        self.config = dict(config or {})
         self.nodes: list[IpfsNode] = []
-        self._node = _node_binary()
+        self.binary: Path | None = None
         self._processes: list[subprocess.Popen[bytes]] = []
         self._finalizer = weakref.finalize(self, _kill_leftovers, self._processes)
 
@@ -226,28 +211,24 @@ class IpfsTestnet:
     ) -> None:
         await self.close()
 
+    @property
+    def implementation(self) -> str:
+        """``kubo/0.43.1``"""
+        return kubo_version(self.binary)
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start_all(self) -> None:
         """Create, initialise and start every node concurrently, then connect each pair."""
-        cli = await asyncio.to_thread(ensure_installed)  # may run npm install for minutes
+        self.binary = await asyncio.to_thread(kubo_binary)  # may build kubo for minutes, once
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        ports = _free_ports(2 * self.size)
-        self.nodes = [
-            IpfsNode(
-                index=i,
-                directory=self.base_dir / f"node-{i}",
-                api_port=ports[2 * i],
-                swarm_port=ports[2 * i + 1],
-            )
-            for i in range(self.size)
-        ]
+        self.nodes = [IpfsNode(index=i, directory=self.base_dir / f"node-{i}") for i in range(self.size)]
         started = time.monotonic()
-        await _all_or_raise([self._init(node, cli) for node in self.nodes])
-        await _all_or_raise([self._start_with_port_retry(node) for node in self.nodes])
+        await _all_or_raise([self._init(node) for node in self.nodes])
+        await _all_or_raise([self._start(node) for node in self.nodes])
         if self.connect:
             await self.connect_all()
-        log.info("testnet of %d js-ipfs nodes ready in %.1f s", self.size, time.monotonic() - started)
+        log.info("testnet of %d kubo nodes ready in %.1f s", self.size, time.monotonic() - started)
 
     async def start(self, index: int) -> None:
         """(Re)start one node with its existing repo and ports, and reconnect it to the running others."""
@@ -262,11 +243,15 @@ class IpfsTestnet:
                     await client.swarm_connect(other.swarm_multiaddr)
 
     async def stop(self, index: int) -> None:
-        """Stop one node with SIGTERM (SIGKILL only if it ignores that for ``stop_timeout`` seconds)."""
+        """Stop one node by its PID: SIGTERM, again after 2 s, SIGKILL only after ``stop_timeout`` s more."""
         node = self.nodes[index]
         process = node.process
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
+            # kubo waits for open HTTP streams (a pubsub/sub never ends) before it exits; a second signal
+            # is its documented forced shutdown, which still closes the repo cleanly
+            if not await self._wait_exit(process, min(2.0, self.stop_timeout)):
+                process.send_signal(signal.SIGTERM)
             if not await self._wait_exit(process, self.stop_timeout):
                 log.warning("node %d ignored SIGTERM for %.0f s; killing it", index, self.stop_timeout)
                 process.kill()
@@ -293,15 +278,17 @@ class IpfsTestnet:
     # -- internals ---------------------------------------------------------------------------------
 
     def _env(self, node: IpfsNode) -> dict[str, str]:
-        return {**os.environ, "IPFS_PATH": str(node.repo)}
+        # GOMAXPROCS=1: N daemons and the peers share a few cores; each kubo would run a thread per core
+        return {**os.environ, "IPFS_PATH": str(node.repo), "GOMAXPROCS": os.environ.get("GOMAXPROCS", "1")}
 
-    async def _init(self, node: IpfsNode, cli: Path) -> None:
+    async def _init(self, node: IpfsNode) -> None:
         if node.repo.exists():
             raise IpfsTestnetError(f"{node.repo} already exists: a testnet needs fresh repos")
+        assert self.binary is not None
         node.directory.mkdir(parents=True, exist_ok=True)
         with node.log_path.open("ab") as log_file:
             process = subprocess.Popen(  # noqa: S603, ASYNC220 - polled, never waited on blockingly
-                [self._node, str(cli), "init", "--profile", "test"],
+                [str(self.binary), "init", "--profile", "test"],
                 env=self._env(node),
                 cwd=node.directory,
                 stdin=subprocess.DEVNULL,
@@ -311,56 +298,37 @@ class IpfsTestnet:
         self._processes.append(process)
         if not await self._wait_exit(process, self.start_timeout) or process.returncode != 0:
             process.kill()
-            raise IpfsTestnetError(f"jsipfs init of node {node.index} failed:\n{_tail(node.log_path)}")
+            raise IpfsTestnetError(f"ipfs init of node {node.index} failed:\n{_tail(node.log_path)}")
         self._configure(node)
 
     def _configure(self, node: IpfsNode) -> None:
-        # Editing the JSON is one atomic step; `jsipfs config` would start a node-process per key.
+        # Editing the JSON is one atomic step; `ipfs config` would start a process per key. The test profile
+        # already has no bootstrap peers, MDNS off and 127.0.0.1 addresses on port 0.
         config_path = node.repo / "config"
         config = json.loads(config_path.read_text())
         addresses = config.setdefault("Addresses", {})
         addresses["API"] = f"/ip4/127.0.0.1/tcp/{node.api_port}"
         addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{node.swarm_port}"]
-        # Gateway and gRPC get a port from the OS: nothing uses them, and the test profile's fixed
-        # gRPC port 5003 would collide between nodes.
-        addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"
-        addresses["RPC"] = "/ip4/127.0.0.1/tcp/0"
-        addresses["Announce"] = []
-        addresses["Delegates"] = []
+        addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"  # nothing uses it
         config["Bootstrap"] = []
         config.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
         config.setdefault("Pubsub", {})["Enabled"] = True
-        config["Pubsub"]["Router"] = "gossipsub"
+        for key, value in self.config.items():
+            *path, last = key.split(".")
+            target = config
+            for part in path:
+                target = target.setdefault(part, {})
+            target[last] = value
         config_path.write_text(json.dumps(config, indent=2))
         node.peer_id = config["Identity"]["PeerID"]
 
-    async def _start_with_port_retry(self, node: IpfsNode, attempts: int = 3) -> None:
-        # Another process may take a port between our probe and the daemon's bind: pick new ones.
-        for attempt in range(attempts):
-            try:
-                await self._start(node)
-                return
-            except IpfsTestnetError:
-                if attempt + 1 >= attempts or "EADDRINUSE" not in _tail(node.log_path, 20000):
-                    raise
-                node.api_port, node.swarm_port = _free_ports(2)
-                self._configure(node)
-                log.warning(
-                    "node %d: port taken, retrying on %d/%d", node.index, node.api_port, node.swarm_port
-                )
-
     async def _start(self, node: IpfsNode) -> None:
-        lock = node.repo / "repo.lock"
-        if lock.exists():
-            # Only our own daemon uses this repo and it is not running: a lock left by a killed one.
-            if lock.is_dir():
-                shutil.rmtree(lock, ignore_errors=True)
-            else:
-                lock.unlink(missing_ok=True)
+        assert self.binary is not None
+        (node.repo / "api").unlink(missing_ok=True)  # written anew by the daemon once its API listens
         node._log_file = node.log_path.open("ab")
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603, ASYNC220 - polled, see _wait_ready
-            [self._node, str(JSIPFS_CLI), "daemon"],
+            [str(self.binary), "daemon", *(["--enable-gc"] if self.enable_gc else [])],
             env=self._env(node),
             cwd=node.directory,
             stdin=subprocess.DEVNULL,
@@ -371,6 +339,8 @@ class IpfsTestnet:
         self._processes.append(process)
         try:
             await self._wait_ready(node)
+            if not node.swarm_port:
+                await self._keep_ports(node)
         except BaseException:
             await self.stop(node.index)
             raise
@@ -379,23 +349,38 @@ class IpfsTestnet:
             "node %d (%s) up on %s in %.1f s", node.index, node.peer_id, node.api_url, node.ready_seconds
         )
 
+    async def _keep_ports(self, node: IpfsNode) -> None:
+        """After the first start on port 0: learn the swarm port and write both ports into the repo."""
+        async with node.client(retries=0) as client:
+            ident = await client.id()
+            swarm = [a for a in ident.addresses if a.startswith("/ip4/127.0.0.1/tcp/")]
+            if not swarm:
+                raise IpfsTestnetError(f"node {node.index} has no 127.0.0.1 TCP address: {ident.addresses}")
+            node.swarm_port = _port(swarm[0])
+            await client.config_set("Addresses.API", node.api_multiaddr)
+            await client.config_set("Addresses.Swarm", [f"/ip4/127.0.0.1/tcp/{node.swarm_port}"])
+
     async def _wait_ready(self, node: IpfsNode) -> None:
         deadline = time.monotonic() + self.start_timeout
+        api_file = node.repo / "api"
         async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
             while True:
                 if not node.running:
                     raise IpfsTestnetError(f"node {node.index} exited during start:\n{_tail(node.log_path)}")
-                try:
-                    response = await http.post(f"{node.api_url}/api/v0/id")
-                    if response.status_code == 200 and response.json().get("ID") == node.peer_id:
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass  # not listening yet
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    node.api_port = _port(api_file.read_text())
+                if node.api_port:
+                    try:
+                        response = await http.post(f"{node.api_url}/api/v0/id")
+                        if response.status_code == 200 and response.json().get("ID") == node.peer_id:
+                            return
+                    except (httpx.HTTPError, ValueError):
+                        pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise IpfsTestnetError(
                         f"node {node.index} not ready after {self.start_timeout} s:\n{_tail(node.log_path)}"
                     )
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     @staticmethod
     async def _wait_exit(process: subprocess.Popen[bytes], within: float) -> bool:

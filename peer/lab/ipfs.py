@@ -1,6 +1,6 @@
 """`tangle lab --backend ipfs`: the same experiment over a local IPFS testnet instead of in-process backends.
 
-The lab starts `--ipfs-nodes` js-ipfs nodes on 127.0.0.1 (see `peer.ipfs.testnet`), gives peer i the node
+The lab starts `--ipfs-nodes` kubo nodes on 127.0.0.1 (see `peer.ipfs.testnet`), gives peer i the node
 i mod nodes (so with more peers than nodes, several peers share a node, and their transactions carry that
 node's peer id as author), runs its rounds with real `add`, `block/put`, PubSub and fetches, writes the whole
 tangle as `tangle.car` and stops the nodes. The CAR's root is a small dag-cbor object linking every tip of
@@ -49,12 +49,20 @@ def ipfs_testnet(
         shares = peers_per_node(settings.peers, nodes)
         log.info("IPFS testnet of %d nodes; peers per node: %s", nodes, shares)
         apis = [node.api_url for node in net]
+        implementation, _, version = net.implementation.partition("/")  # kubo/0.43.1
 
         def finish(tangle: dict[str, Any]) -> dict[str, Any]:
             settings.out.mkdir(parents=True, exist_ok=True)
             path = settings.out / CAR_NAME
             blocks = asyncio.run(export_car(apis[0], tangle["genesis"], tangle["tips"], path))
-            return {"nodes": nodes, "peers_per_node": shares, "car": CAR_NAME, "car_blocks": blocks}
+            return {
+                "implementation": implementation,
+                "version": version,
+                "nodes": nodes,
+                "peers_per_node": shares,
+                "car": CAR_NAME,
+                "car_blocks": blocks,
+            }
 
         yield settings.model_copy(update={"ipfs_apis": apis}), finish
     finally:
@@ -67,7 +75,7 @@ async def export_car(api: str, genesis: str, tips: list[str], path: Path) -> int
     from peer.ipfs.client import IpfsClient
 
     async with IpfsClient(api, timeout=120) as client:
-        # not pinned: pinning would make js-ipfs walk (and fetch) the whole DAG once more
+        # not pinned: a recursive pin would make kubo walk (and fetch) the whole DAG once more
         root = await client.dag_put({"genesis": Link(genesis), "tips": [Link(t) for t in tips]}, pin=False)
         await client.dag_export_to(root, path, max_bytes=MAX_CAR_BYTES)
     car = parse_car(await asyncio.to_thread(path.read_bytes))  # every block hashes to its CID

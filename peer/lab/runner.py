@@ -143,6 +143,10 @@ class LabResult:
         }
         if self.backend:
             out["ipfs"] = self.backend
+            # which IPFS node ran the experiment, beside the flags that defined it
+            out["config"]["ipfs"] = {
+                k: self.backend[k] for k in ("implementation", "version") if k in self.backend
+            }
         if last.fedavg_accuracy is not None:
             out["fedavg"] = {
                 "accuracy": last.fedavg_accuracy,
@@ -153,7 +157,7 @@ class LabResult:
 
 
 def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | None = None) -> LabResult:
-    """Run the experiment; with `backend == "ipfs"` over a local js-ipfs testnet started and stopped here."""
+    """Run the experiment; with `backend == "ipfs"` over a local kubo testnet started and stopped here."""
     if settings.backend == "memory":
         return _run(settings, on_round)
     from peer.lab.ipfs import ipfs_testnet

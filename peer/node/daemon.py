@@ -245,7 +245,14 @@ class PeerDaemon:
 
     async def _serve_http(self, metrics: PeerMetrics) -> _Server | None:
         s = self.settings
-        app = create_app(DaemonApiSource(self), metrics=metrics.registry)
+        ipfs_metrics = None
+        if self.client is not None:
+            client = self.client
+
+            async def ipfs_metrics(max_bytes: int, seconds: float) -> bytes:
+                return await client.prometheus_metrics(max_bytes=max_bytes, request_timeout=seconds)
+
+        app = create_app(DaemonApiSource(self), metrics=metrics.registry, ipfs_metrics=ipfs_metrics)
         config = uvicorn.Config(
             app, host=s.http_host, port=s.http_port, log_level="warning", access_log=False, lifespan="off"
         )

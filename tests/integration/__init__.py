@@ -1,1 +1,1 @@
-"""Integration tests against real services (a local js-ipfs testnet)."""
+"""Integration tests against real services (a local kubo testnet)."""

@@ -1,4 +1,4 @@
-"""Fixtures for tests against real IPFS nodes: a shared 2-node js-ipfs testnet and a factory for more.
+"""Fixtures for tests against real IPFS nodes: a shared 2-node kubo testnet and a factory for more.
 
 The testnet object is not bound to an event loop, so the session-scoped testnet can be used from tests
 that run in their own function-scoped loops. Nodes are always stopped at the end, also on failure
@@ -20,7 +20,7 @@ from peer.ipfs.testnet import IpfsTestnet
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def ipfs_testnet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[IpfsTestnet]:
-    """Two connected js-ipfs nodes for the whole session (about 10 s to start on 2 cores)."""
+    """Two connected kubo nodes for the whole session (about 1 s to start)."""
     async with IpfsTestnet(tmp_path_factory.mktemp("ipfs-testnet"), 2) as net:
         yield net
 

@@ -53,7 +53,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], T], *, timeout: float, interval: float = 0.5) -> T:
+def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
     """Poll `check` until it returns something truthy (and return it), or fail naming `what`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -157,9 +157,9 @@ def peers_stopped(peers: list[PeerProcess]) -> Iterator[list[PeerProcess]]:
 
 
 @contextmanager
-def running_testnet(directory: Path, size: int) -> Iterator[IpfsTestnet]:
-    """A js-ipfs testnet for synchronous tests."""
-    net = IpfsTestnet(directory, size)
+def running_testnet(directory: Path, size: int, **kwargs: Any) -> Iterator[IpfsTestnet]:
+    """A kubo testnet for synchronous tests; kwargs go to :class:`IpfsTestnet` (enable_gc, config)."""
+    net = IpfsTestnet(directory, size, **kwargs)
     try:
         run(net.start_all())
         yield net

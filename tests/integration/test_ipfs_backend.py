@@ -1,4 +1,4 @@
-"""The `ipfs` storage backend against real js-ipfs nodes: CIDs computed locally are the nodes' CIDs, fetched
+"""The `ipfs` storage backend against real kubo nodes: CIDs computed locally are the nodes' CIDs, fetched
 bytes are verified and bounded, pins are counted."""
 
 from __future__ import annotations
@@ -63,4 +63,19 @@ async def test_pins_are_counted_and_transactions_pinned_directly(ipfs_b: IpfsCli
     await storage.unpin([weights_cid, cid])
     assert not await ipfs_b.is_pinned(weights_cid)
     assert not await ipfs_b.is_pinned(cid)
+    assert storage.pinned_bytes == 0
+
+
+async def test_pinned_bytes_count_weights_pinned_before_they_were_read(
+    ipfs_a: IpfsClient, ipfs_b: IpfsClient
+) -> None:
+    """The window pins weights that walks never read: their size comes from the node, and reading them
+    later never makes the gauge go wrong (it once went negative in a soak)."""
+    data = os.urandom(300_000)  # past one chunk: a dag-pb root over raw leaves
+    weights_cid = await IpfsStorage(ipfs_a).put_weights(data)
+    storage = IpfsStorage(ipfs_b)
+    await storage.pin([weights_cid])
+    assert storage.pinned_bytes == len(data)
+    assert await storage.get_weights(weights_cid, max_bytes=len(data)) == data
+    await storage.unpin([weights_cid])
     assert storage.pinned_bytes == 0

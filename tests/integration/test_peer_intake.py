@@ -1,7 +1,7 @@
 """Hostile traffic on the topic of a real `tangle peer`: everything malformed is counted by reason and
 dropped, the peer never crashes, keeps training, and its tangle stays intact.
 
-The attacker is another js-ipfs node on the testnet, so its announcements are signed PubSub messages like
+The attacker is another kubo node on the testnet, so its announcements are signed PubSub messages like
 any peer's. Cycles and self-parents cannot be built over IPFS at all (a block cannot contain its own hash);
 a lying storage that tries is caught by hash verification (see tests/test_intake.py).
 """

