@@ -49,3 +49,12 @@ clean:
 # make images [PLATFORMS=linux/arm64,linux/arm/v7] [REGISTRY=registry.lab:5000/]: archives in dist/images/<arch>/
 images:
 	PLATFORMS="$(PLATFORMS)" REGISTRY="$(REGISTRY)" scripts/build-images.sh
+
+# --- the cluster automation (issue 11) ---------------------------------------------------------------------------
+# make test-qemu: site.yml over SSH on emulated Raspberry Pi OS-like arm64 and armhf hosts (qemu-user; the root
+# filesystems take several minutes each to build once, then are cached)
+.PHONY: test-qemu
+test-qemu: $(STAMP)
+	scripts/install-test-deps.sh
+	scripts/binfmt.sh
+	LEARNING_TANGLE_QEMU=1 $(BIN)/pytest -m qemu tests/emulated

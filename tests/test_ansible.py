@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 ANSIBLE_TREE = ["site.yml", "reset.yml", "upgrade.yml", "playbooks", "roles", "inventories", ".ansible-lint"]
 CHOICE = "{{ node_arch_name }} {{ node_arch_k3s_binary }} {{ node_arch_debian }}"
+# plays on localhost run with this venv's python (interpreter discovery could pick another one)
+LOCAL = (
+    str(BIN / "ansible-playbook"),
+    "-i",
+    "localhost,",
+    "-c",
+    "local",
+    "-e",
+    f"ansible_python_interpreter={BIN / 'python'}",
+)
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
 
 
@@ -77,16 +87,7 @@ def _play(tmp_path: Path, role: str, variables: dict[str, object]) -> subprocess
             ]
         )
     )
-    return run(
-        str(BIN / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={BIN / 'python'}",
-        str(playbook),
-    )
+    return run(*LOCAL, str(playbook))
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_node_arch_follows_the_userland(tmp_path: Path, machine: str, bits: str,
             ]
         )
     )
-    result = run(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook))
+    result = run(*LOCAL, str(playbook))
     assert result.returncode == 0, result.stdout + result.stderr
     assert out.read_text() == expected
 
@@ -145,7 +146,7 @@ def test_node_arch_refuses_32_bit_x86(tmp_path: Path) -> None:
             ]
         )
     )
-    result = run(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook))
+    result = run(*LOCAL, str(playbook))
     assert result.returncode != 0
     assert "node_arch_machine=i686" in result.stdout
 
