@@ -6,7 +6,7 @@ run here, said plainly: k3s itself (no binary can be obtained) is the stand-in t
 installed from the airgap folder; it records its arguments and writes the files k3s would. The inventory
 switches off what a container cannot do (inventories/test/README.md);
 test_what_the_emulated_lab_does_not_apply lists those tasks.
-One converge, one idempotence run and one reset: about 4-6 minutes on 2 busy cores.
+One check-mode run, one converge, one idempotence run and one reset.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import yaml
 from .hosts import REPO, EmulatedHost, EmulatedLab, podman
 from .lab import LabRunner, PlaybookRun
 
-pytestmark = pytest.mark.emulated
+# one check run, two converges and a reset over SSH: minutes, more on a busy machine
+pytestmark = [pytest.mark.emulated, pytest.mark.timeout(2400)]
 
 # Tasks the test inventory turns off, by the variable that does it (inventories/test/README.md)
 NOT_APPLIED_HERE = {
@@ -40,6 +41,8 @@ class Converged:
     runner: LabRunner
     host: EmulatedHost
     before: set[str]
+    after_check: set[str]
+    check: PlaybookRun
     first: PlaybookRun
     second: PlaybookRun
 
@@ -55,9 +58,20 @@ def converged(emulated_amd64: EmulatedLab, tmp_path_factory: pytest.TempPathFact
     runner = LabRunner(emulated_amd64, tmp_path_factory.mktemp("site"))
     host = emulated_amd64["server1"]
     before = files_of_ours(host)
+    # check mode on the clean host first: it must not fail (a recurring problem of such playbooks)
+    check = runner.playbook("site.yml", "--check", "--diff", "-v")
+    after_check = files_of_ours(host)
     first = runner.playbook("site.yml", "--diff", "-v")
     second = runner.playbook("site.yml", "--diff", "-v") if first.returncode == 0 else first
-    return Converged(runner, host, before, first, second)
+    return Converged(runner, host, before, after_check, check, first, second)
+
+
+def test_check_mode_on_a_clean_host(converged: Converged) -> None:
+    """`site.yml --check` before anything is installed runs through and changes nothing on the host."""
+    assert converged.check.returncode == 0, converged.check.output[-5000:]
+    assert converged.check.recap()["server1"]["failed"] == 0
+    assert converged.check.recap()["server1"]["changed"] > 0  # it reports what it would do
+    assert sorted(converged.after_check ^ converged.before) == []
 
 
 def test_site_converges(converged: Converged) -> None:

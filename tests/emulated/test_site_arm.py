@@ -24,7 +24,7 @@ from .hosts import PI_CMDLINE, EmulatedHost, EmulatedLab, HostSpec
 from .lab import LabRunner, PlaybookRun
 from .test_hosts import ansible_setup
 
-pytestmark = [pytest.mark.emulated, pytest.mark.qemu]
+pytestmark = [pytest.mark.emulated, pytest.mark.qemu, pytest.mark.timeout(7200)]
 
 FLAGS = ("cgroup_memory=1", "cgroup_enable=memory", "cgroup_enable=cpuset")
 EXPECTED = {  # host -> (k3s release file, image architecture, airgap archive)
