@@ -63,3 +63,11 @@ lab-reset: $(STAMP)
 images-multiarch-test: $(STAMP)
 	scripts/binfmt.sh
 	LT_MULTIARCH=1 $(BIN)/pytest -m multiarch tests/containers -v
+# --- the cluster automation (issue 11) ---------------------------------------------------------------------------
+# make test-qemu: site.yml over SSH on emulated Raspberry Pi OS-like arm64 and armhf hosts (qemu-user; the root
+# filesystems take several minutes each to build once, then are cached)
+.PHONY: test-qemu
+test-qemu: $(STAMP)
+	scripts/install-test-deps.sh
+	scripts/binfmt.sh
+	LEARNING_TANGLE_QEMU=1 $(BIN)/pytest -m qemu tests/emulated

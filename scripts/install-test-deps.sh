@@ -21,6 +21,8 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
 command -v openssl >/dev/null || missing+=(openssl)
+# emulated lab hosts for the Ansible tests: podman containers from debootstrap root filesystems over ssh
+command -v ssh >/dev/null || missing+=(openssh-client)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
