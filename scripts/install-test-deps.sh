@@ -12,6 +12,11 @@ command -v prometheus-node-exporter >/dev/null || [ -x /usr/bin/prometheus-node-
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# emulated lab hosts for the Ansible tests: podman containers from debootstrap root filesystems over ssh
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v ssh >/dev/null || missing+=(openssh-client)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
