@@ -16,7 +16,10 @@ from invoke.exceptions import Exit
 from labops import tasks
 from labops.parallel import hosts_for, run_on
 
-HOSTS = {"on": "hosts or Ansible groups, comma-separated", "inventory": "inventory folder(s), comma-separated"}
+HOSTS = {
+    "on": "hosts or Ansible groups, comma-separated",
+    "inventory": "inventory folder(s), comma-separated",
+}
 
 
 @task(help=HOSTS)
@@ -25,7 +28,14 @@ def status(c, on="", inventory=""):  # type: ignore[no-untyped-def]
     run_on(hosts_for(c, on, inventory), tasks.status)
 
 
-@task(help={**HOSTS, "container": "peer or kubo", "lines": "how many lines", "follow": "keep following (one host)"})
+@task(
+    help={
+        **HOSTS,
+        "container": "peer or kubo",
+        "lines": "how many lines",
+        "follow": "keep following (one host)",
+    }
+)
 def logs(c, on="", inventory="", container="peer", lines=100, follow=False):  # type: ignore[no-untyped-def]
     """The last lines (or a follow) of the peer or kubo container of the pods on the node."""
     hosts = hosts_for(c, on, inventory)
@@ -37,7 +47,9 @@ def logs(c, on="", inventory="", container="peer", lines=100, follow=False):  # 
     run_on(hosts, lambda conn, host: tasks.logs(conn, host, container, int(lines)))
 
 
-@task(help={**HOSTS, "k3s": "restart the k3s service instead of the peer pods", "yes": "do not ask to confirm"})
+@task(
+    help={**HOSTS, "k3s": "restart the k3s service instead of the peer pods", "yes": "do not ask to confirm"}
+)
 def restart(c, on="", inventory="", k3s=False, yes=False):  # type: ignore[no-untyped-def]
     """Restart the peer pods on the node (or, with --k3s, the k3s service after a confirmation)."""
     hosts = hosts_for(c, on, inventory)
@@ -53,13 +65,13 @@ def restart(c, on="", inventory="", k3s=False, yes=False):  # type: ignore[no-un
 
 @task(help=HOSTS)
 def ipfs(c, on="", inventory=""):  # type: ignore[no-untyped-def]
-    """The kubo node: identity, connected peers, connection manager, repo size and pins, PubSub peers on the topic."""
+    """kubo: identity, connected peers, connection manager, repo size and pins, PubSub peers on the topic."""
     run_on(hosts_for(c, on, inventory), tasks.ipfs)
 
 
 @task(help=HOSTS)
 def tangle(c, on="", inventory=""):  # type: ignore[no-untyped-def]
-    """The local peer's tangle: size, tips, depth, last transaction, reference accuracy, rejected by reason."""
+    """The peer's tangle: size, tips, depth, last transaction, reference accuracy, rejected by reason."""
     run_on(hosts_for(c, on, inventory), tasks.tangle)
 
 

@@ -1,1 +1,1 @@
-"""Helpers behind `fabfile.py`: the lab's hosts from the Ansible inventory, parallel runs, and what a node reports."""
+"""Helpers behind `fabfile.py`: the hosts from the Ansible inventory, parallel runs, what a node reports."""

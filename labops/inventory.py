@@ -1,7 +1,7 @@
 """The lab's hosts, read from the same Ansible inventory that `site.yml` uses, so there is one list of hosts.
 
-`ansible-inventory --list` does the reading (group_vars, host_vars, children, patterns as Ansible resolves them);
-this module only picks the connection settings and our own per-host variables out of its JSON.
+`ansible-inventory --list` does the reading (group_vars, host_vars, children, as Ansible resolves them); this
+module only picks the connection settings and our own per-host variables out of its JSON.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def _ansible_inventory_json(sources: list[Path]) -> dict[str, object]:
     beside = Path(sys.executable).with_name("ansible-inventory")
     binary = str(beside) if beside.exists() else shutil.which("ansible-inventory")
     if binary is None:
-        raise InventoryError("ansible-inventory is not installed: pip install 'learning-tangle[dev]' (or ansible-core)")
+        raise InventoryError(
+            "ansible-inventory is not installed: pip install 'learning-tangle[dev]' (or ansible-core)"
+        )
     missing = [str(s) for s in sources if not s.exists()]
     if missing:
         raise InventoryError(f"inventory not found: {', '.join(missing)}")
@@ -73,7 +75,9 @@ class Inventory:
         self.sources = sources
         data = _ansible_inventory_json(sources)
         meta = data.get("_meta", {})
-        self.hostvars: dict[str, dict[str, object]] = meta.get("hostvars", {}) if isinstance(meta, dict) else {}
+        self.hostvars: dict[str, dict[str, object]] = (
+            meta.get("hostvars", {}) if isinstance(meta, dict) else {}
+        )
         self.groups: dict[str, dict[str, list[str]]] = {
             name: value for name, value in data.items() if name != "_meta" and isinstance(value, dict)
         }
@@ -134,7 +138,6 @@ class Inventory:
         if unknown:
             known = sorted(g for g in self.groups if g not in ("all", "ungrouped"))
             where = ", ".join(map(str, self.sources))
-            raise InventoryError(
-                f"unknown host or group {', '.join(map(repr, unknown))} in {where} (groups: {', '.join(known)})"
-            )
+            names = ", ".join(map(repr, unknown))
+            raise InventoryError(f"unknown host or group {names} in {where} (groups: {', '.join(known)})")
         return [self.host(h) for h in chosen]

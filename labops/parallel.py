@@ -57,5 +57,7 @@ def run_on(hosts: list[LabHost], task: HostTask) -> list[HostResult]:
     sys.stdout.flush()
     failed = [r for r in results if r.error]
     if failed:
-        raise Exit(f"{len(failed)} of {len(results)} hosts failed: {', '.join(r.host.name for r in failed)}", code=1)
+        raise Exit(
+            f"{len(failed)} of {len(results)} hosts failed: {', '.join(r.host.name for r in failed)}", code=1
+        )
     return results

@@ -1,8 +1,9 @@
 """What the Fabric tasks run on a lab node: one stdlib-only script, sent to the node's python3 over SSH.
 
-Every node Ansible manages has python3, so the probe needs nothing else there (no curl, no jq). It prints one JSON
-document on standard output and exits 0; a component that is missing is reported in the document, not by failing,
-so the caller can say in one line what is absent. Usage on the node: ``python3 - COMMAND [ARGS...] < probe.py``.
+Every node Ansible manages has python3, so the probe needs nothing else there (no curl, no jq). It prints one
+JSON document on standard output and exits 0; a component that is missing is reported in the document, not by
+failing, so the caller can say in one line what is absent. On the node: ``python3 probe.py COMMAND [ARGS...]``
+(`labops.remote` sends it inside the command line, with ``python3 -c``).
 Commands: ``status``, ``peer PATH``, ``ipfs TOPIC?``, ``pods``, ``car``.
 """
 
@@ -64,13 +65,17 @@ def system() -> dict[str, Any]:
     for zone in sorted(os.listdir("/sys/class/thermal")) if os.path.isdir("/sys/class/thermal") else []:
         raw = read(f"/sys/class/thermal/{zone}/temp")
         if raw and raw.lstrip("-").isdigit():
-            temps.append({"zone": zone, "type": read(f"/sys/class/thermal/{zone}/type"), "celsius": int(raw) / 1000})
+            temps.append(
+                {"zone": zone, "type": read(f"/sys/class/thermal/{zone}/type"), "celsius": int(raw) / 1000}
+            )
     throttled = None
     if shutil.which("vcgencmd"):
         code, out, _ = run(["vcgencmd", "get_throttled"])
         if code == 0 and "=" in out:
             throttled = out.strip().split("=", 1)[1]
-    model = read("/proc/device-tree/model") or read(os.environ.get("LT_PI_MODEL_FILE", "/proc/device-tree/model"))
+    model = read("/proc/device-tree/model") or read(
+        os.environ.get("LT_PI_MODEL_FILE", "/proc/device-tree/model")
+    )
     uptime = read("/proc/uptime")
     return {
         "hostname": node_name(),
@@ -90,28 +95,46 @@ def k3s_state() -> dict[str, Any]:
         return {"installed": False, "error": "k3s is not installed on this host"}
     code, out, err = run([*kc, "get", "node", node_name(), "-o", "json"])
     if code != 0:
-        return {"installed": True, "error": f"k3s kubectl get node failed: {err.splitlines()[-1] if err else code}"}
+        return {
+            "installed": True,
+            "error": f"k3s kubectl get node failed: {err.splitlines()[-1] if err else code}",
+        }
     node = json.loads(out)
-    ready = next((c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"), "Unknown")
+    ready = next(
+        (c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"), "Unknown"
+    )
     return {"installed": True, "node": node_name(), "ready": ready, "pods": pods(kc)}
 
 
 def pods(kc: list[str]) -> list[dict[str, Any]]:
-    code, out, _ = run([*kc, "get", "pods", "-n", NAMESPACE, "-o", "json", "--field-selector",
-                        f"spec.nodeName={node_name()}"])
+    code, out, _ = run(
+        [
+            *kc,
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+            "--field-selector",
+            f"spec.nodeName={node_name()}",
+        ]
+    )
     if code != 0:
         return []
     result = []
     for item in json.loads(out).get("items", []):
         statuses = item["status"].get("containerStatuses", [])
-        result.append({
-            "name": item["metadata"]["name"],
-            "app": item["metadata"].get("labels", {}).get("app.kubernetes.io/name", ""),
-            "phase": item["status"].get("phase"),
-            "ip": item["status"].get("podIP"),
-            "containers": [c["name"] for c in item["spec"]["containers"]],
-            "restarts": sum(c.get("restartCount", 0) for c in statuses),
-        })
+        result.append(
+            {
+                "name": item["metadata"]["name"],
+                "app": item["metadata"].get("labels", {}).get("app.kubernetes.io/name", ""),
+                "phase": item["status"].get("phase"),
+                "ip": item["status"].get("podIP"),
+                "containers": [c["name"] for c in item["spec"]["containers"]],
+                "restarts": sum(c.get("restartCount", 0) for c in statuses),
+            }
+        )
     return result
 
 
@@ -133,9 +156,11 @@ def http_get(url: str) -> tuple[int, bytes]:
 
 def peer_get(path: str) -> dict[str, Any]:
     """GET a path of every peer on this node: the local one (LT_PEER_URL) or the peer pods' (k3s)."""
-    targets = [{"name": "local", "url": PEER_URL}] if PEER_URL else [
-        {"name": p["name"], "url": f"http://{p['ip']}:8000"} for p in peer_pods() if p.get("ip")
-    ]
+    targets = (
+        [{"name": "local", "url": PEER_URL}]
+        if PEER_URL
+        else [{"name": p["name"], "url": f"http://{p['ip']}:8000"} for p in peer_pods() if p.get("ip")]
+    )
     if not targets:
         return {"error": "no peer on this host (no LT_PEER_URL and no peer pod on this node)"}
     answers = []
@@ -165,7 +190,11 @@ def ipfs(args: list[str], timeout: float = 30.0) -> tuple[int, str, str]:
     kc = kubectl()
     peers = peer_pods()
     if kc is None or not peers:
-        return 127, "", "no kubo on this host (no LT_KUBO_API and no peer pod with a kubo sidecar on this node)"
+        return (
+            127,
+            "",
+            "no kubo on this host (no LT_KUBO_API and no peer pod with a kubo sidecar on this node)",
+        )
     return run([*kc, "exec", "-n", NAMESPACE, peers[0]["name"], "-c", "kubo", "--", "ipfs", *args], timeout)
 
 
@@ -174,8 +203,11 @@ def ipfs_state(topic: str | None) -> dict[str, Any]:
     if code != 0:
         return {"error": err or f"ipfs id failed ({code})"}
     ident = json.loads(out)
-    state: dict[str, Any] = {"id": ident.get("ID"), "agent": ident.get("AgentVersion"),
-                             "addresses": ident.get("Addresses") or []}
+    state: dict[str, Any] = {
+        "id": ident.get("ID"),
+        "agent": ident.get("AgentVersion"),
+        "addresses": ident.get("Addresses") or [],
+    }
     _, out, _ = ipfs(["swarm", "peers"])
     state["connectedPeers"] = len([line for line in out.splitlines() if line.strip()])
     _, out, _ = ipfs(["config", "Swarm.ConnMgr"])
@@ -208,14 +240,23 @@ def car(tips: list[str], destination: str) -> dict[str, Any]:
         argv = [*kc, "exec", "-i", "-n", NAMESPACE, peers[0]["name"], "-c", "kubo", "--", "ipfs"]
     put = subprocess.run(  # noqa: S603
         [*argv, "dag", "put", "--store-codec=dag-cbor", "--input-codec=dag-json", "--pin=false"],
-        input=root_doc, capture_output=True, text=True, timeout=60, check=False,
+        input=root_doc,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if put.returncode != 0:
         return {"error": f"ipfs dag put failed: {put.stderr.strip()}"}
     root = put.stdout.strip()
     with open(destination, "wb") as out:
-        export = subprocess.run([*argv, "dag", "export", root], stdout=out, stderr=subprocess.PIPE,  # noqa: S603
-                                timeout=600, check=False)
+        export = subprocess.run(  # noqa: S603 (argv built here, no shell)
+            [*argv, "dag", "export", root],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=600,
+            check=False,
+        )
     if export.returncode != 0:
         return {"error": f"ipfs dag export failed: {export.stderr.decode(errors='replace').strip()}"}
     return {"root": root, "path": destination, "bytes": os.path.getsize(destination)}

@@ -68,11 +68,13 @@ def throttling(flags: str | None) -> str:
 def status(doc: dict[str, Any]) -> str:
     s, k = doc["system"], doc["k3s"]
     mem, disk = s["memory"], s["disk"]
+    model = f" ({s['model']})" if s.get("model") else ""
+    used = disk["used"] / disk["total"]
     lines = [
-        f"host {s['hostname']}{' (' + s['model'] + ')' if s.get('model') else ''}, up {duration(s['uptimeSeconds'])}",
+        f"host {s['hostname']}{model}, up {duration(s['uptimeSeconds'])}",
         f"load {' '.join(f'{x:.2f}' for x in s['load'])}",
         f"memory {size(mem['available'])} available of {size(mem['total'])}",
-        f"disk / {size(disk['free'])} free of {size(disk['total'])} ({100 * disk['used'] / disk['total']:.0f}% used)",
+        f"disk / {size(disk['free'])} free of {size(disk['total'])} ({used:.0%} used)",
     ]
     temps = s.get("temperatures") or []
     lines.append(
@@ -98,13 +100,20 @@ def tangle(peer: dict[str, Any], transactions: dict[str, Any]) -> str:
     rejected = peer.get("rejected") or {}
     lines = [
         f"peer {peer.get('peer')} (index {peer.get('peerIndex')}, model {peer.get('model')})",
-        f"transactions {len(nodes)}, tips {len(transactions.get('tips', []))}, depth {transactions.get('depth')}",
+        f"transactions {len(nodes)}, tips {len(transactions.get('tips', []))}, "
+        f"depth {transactions.get('depth')}",
         f"published {peer.get('published')}, trainings {peer.get('trainings')}",
         "last transaction "
         + (f"{last['name']} by {last.get('peer')} (height {last.get('height')})" if last else "none"),
-        f"reference accuracy {accuracy:.3f}" if isinstance(accuracy, int | float) else "reference accuracy: none yet",
+        f"reference accuracy {accuracy:.3f}"
+        if isinstance(accuracy, int | float)
+        else "reference accuracy: none yet",
         "rejected "
-        + (", ".join(f"{reason} {count}" for reason, count in sorted(rejected.items())) if rejected else "none")
+        + (
+            ", ".join(f"{reason} {count}" for reason, count in sorted(rejected.items()))
+            if rejected
+            else "none"
+        )
         + f"; unresolved {peer.get('unresolved', 0)}",
     ]
     return "\n".join(lines)
@@ -132,8 +141,13 @@ def ipfs(doc: dict[str, Any]) -> str:
         f"kubo {doc.get('agent')} id {doc.get('id')}",
         f"connected peers {doc.get('connectedPeers')}",
         "connection manager "
-        + (f"low {conn.get('LowWater')} high {conn.get('HighWater')} grace {conn.get('GracePeriod')}" if conn else "?"),
-        f"repo {size(repo.get('RepoSize'))} of {size(repo.get('StorageMax'))}, {repo.get('NumObjects')} objects",
+        + (
+            f"low {conn.get('LowWater')} high {conn.get('HighWater')} grace {conn.get('GracePeriod')}"
+            if conn
+            else "?"
+        ),
+        f"repo {size(repo.get('RepoSize'))} of {size(repo.get('StorageMax'))}, "
+        f"{repo.get('NumObjects')} objects",
         f"pins: {doc.get('recursivePins')} recursive, {doc.get('directPins')} direct",
     ]
     if doc.get("topic"):

@@ -1,4 +1,4 @@
-"""What each Fabric task does on one host. `fabfile.py` wires these to the command line and runs them in parallel."""
+"""What each Fabric task does on one host; `fabfile.py` wires them to the command line, in parallel."""
 
 from __future__ import annotations
 
@@ -47,9 +47,7 @@ def status(conn: Connection, host: LabHost) -> str:
 def tangle(conn: Connection, host: LabHost) -> str:
     peers = _peer_documents(conn, host, "/api/peer")
     transactions = _peer_documents(conn, host, "/api/transactions")
-    return "\n".join(
-        summary.tangle(p["json"], t["json"]) for p, t in zip(peers, transactions, strict=True)
-    )
+    return "\n".join(summary.tangle(p["json"], t["json"]) for p, t in zip(peers, transactions, strict=True))
 
 
 def metrics(conn: Connection, host: LabHost) -> str:
@@ -68,7 +66,7 @@ def ipfs(conn: Connection, host: LabHost) -> str:
 
 
 def _log_command(conn: Connection, host: LabHost, container: str, lines: int, follow: bool) -> list[str]:
-    """Shell commands that print the container's log on this host: from its pods under k3s, else a log file."""
+    """Shell commands printing the container's log on this host: from its pods under k3s, else a log file."""
     if container not in CONTAINERS:
         raise HostError(f"unknown container {container!r}: use one of {', '.join(CONTAINERS)}")
     log_file = host.peer_log if container == "peer" else host.kubo_log
@@ -77,17 +75,19 @@ def _log_command(conn: Connection, host: LabHost, container: str, lines: int, fo
     try:
         pods = [p for p in _pods(conn, host) if container in p["containers"]]
     except HostError:
-        raise HostError(f"no {container} log: k3s is not installed on this host and no log file is configured") from None
+        raise HostError(
+            f"no {container} log: k3s is not installed on this host and no log file is configured"
+        ) from None
     if not pods:
         raise HostError(f"no pod with a {container} container on this node")
-    return [
-        f"{KUBECTL} logs -n {NAMESPACE} {shlex.quote(p['name'])} -c {container} --tail {lines}{' -f' if follow else ''}"
-        for p in pods
-    ]
+    tail = f"-c {container} --tail {lines}{' -f' if follow else ''}"
+    return [f"{KUBECTL} logs -n {NAMESPACE} {shlex.quote(p['name'])} {tail}" for p in pods]
 
 
 def logs(conn: Connection, host: LabHost, container: str, lines: int) -> str:
-    return "\n".join(run(conn, host, command) for command in _log_command(conn, host, container, lines, False))
+    return "\n".join(
+        run(conn, host, command) for command in _log_command(conn, host, container, lines, False)
+    )
 
 
 def follow_logs(conn: Connection, host: LabHost, container: str, lines: int) -> None:
@@ -106,7 +106,9 @@ def restart_pods(conn: Connection, host: LabHost) -> str:
 
 def restart_k3s(conn: Connection, host: LabHost) -> str:
     units = run(conn, host, "systemctl list-unit-files --no-legend 'k3s*.service' || true")
-    unit = next((u.split()[0] for u in units.splitlines() if u.split()[0] in ("k3s.service", "k3s-agent.service")), "")
+    unit = next(
+        (u.split()[0] for u in units.splitlines() if u.split()[0] in ("k3s.service", "k3s-agent.service")), ""
+    )
     if not unit:
         raise HostError("k3s is not installed on this host (no k3s or k3s-agent service)")
     run(conn, host, f"sudo -n systemctl restart {unit}")
