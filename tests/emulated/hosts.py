@@ -106,6 +106,8 @@ class HostSpec:
     user: str = "lab"
     # "systemd": a booted systemd is PID 1 and starts sshd; "sshd": sshd -D is PID 1 (no service manager)
     init: str = "systemd"
+    # podman volume specs (SRC:DEST[:ro]), e.g. this checkout's Python and kubo for a host that runs a peer
+    mounts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -214,6 +216,8 @@ class EmulatedLab:
         container = f"{self.prefix}{spec.name}-{secrets.token_hex(3)}"
         port = free_port()
         run = ["run", "-d", "--name", container, "--hostname", spec.name, "-p", f"127.0.0.1:{port}:22"]
+        for mount in spec.mounts:
+            run += ["-v", mount]
         if spec.arch == "arm64":
             run += ["--arch", "arm64"]
         elif spec.arch == "armhf":
