@@ -3,6 +3,7 @@ exactly one definition, one validation and one help text."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,14 +15,28 @@ from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors,
 from visualizer.config import VizSettings
 
 
+def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
+    """Check a command's optional dependencies before it does any work: one line naming the extra, exit 2."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        names = " and ".join(missing)
+        print(
+            f"tangle {command}: {names} not installed: pip install 'learning-tangle[{extra}]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 class LabCommand(LabSettings):
     """Run a whole experiment on this machine and write summary.json, metrics.csv, tangle.json and a plot."""
 
     def cli_cmd(self) -> None:
+        require_extra("lab", "lab", ("matplotlib", "bokeh"))
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from peer.data import DataError
         from peer.lab.report import print_summary, write_outputs
-        from peer.lab.runner import run_lab
+        from peer.lab.runner import LabError, run_lab
 
         console = Console(stderr=False)
         if self.backend == "ipfs":
@@ -52,7 +67,12 @@ class LabCommand(LabSettings):
                     tx=record.transactions,
                 )
 
-            result = run_lab(self, on_round=on_round)
+            try:
+                result = run_lab(self, on_round=on_round)
+            except (LabError, DataError) as error:
+                progress.stop()
+                print(f"tangle lab: {error}", file=sys.stderr)
+                raise SystemExit(1) from None
         paths = write_outputs(result, self.out)
         print_summary(result, paths, console)
 
@@ -85,6 +105,7 @@ class VizCommand(VizSettings):
     """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
 
     def cli_cmd(self) -> None:
+        require_extra("viz", "viz", ("bokeh",))
         from visualizer.server import serve
 
         # a subcommand is parsed from flags only: build it again so VIZ_* variables fill what flags left unset

@@ -136,3 +136,36 @@ def test_femnist_converted_once_then_learned_by_writer(tmp_path: Path) -> None:
     assert summary["config"]["dataset"] == "femnist"
     assert summary["tangle"]["transactions"] > 1
     assert summary["tangle"]["accuracy"] > 0.5
+
+
+# --- failing fast and clearly ---------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_worker_that_cannot_start_ends_the_lab_with_one_line(tmp_path: Path, workers: str) -> None:
+    bad = tmp_path / "leaf"
+    bad.mkdir()
+    (bad / "all_data_0.json").write_text('{"users": ["a"], "num_samples": [1], "user_data": {"a": {}}}')
+    result = subprocess.run(
+        [*TANGLE, "lab", "--peers", "4", "--rounds", "2", "--progress", "false", "--workers", workers,
+         "--dataset", "femnist", "--dataset-path", str(bad), "--model", "softmax",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "all_data_0.json" in lines[0]
+    assert "missing keys" in lines[0]
+
+
+def test_a_missing_extra_is_named_before_any_work(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from peer.cli import main\n"
+        f"main(['lab', '--rounds', '1', '--out', {str(tmp_path / 'o')!r}])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "tangle lab: matplotlib not installed: pip install 'learning-tangle[lab]'"
+    assert not (tmp_path / "o").exists()  # nothing ran

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import pickle
 import re
 import socket
@@ -209,7 +208,6 @@ def test_ipfs_requests_are_timed_and_failures_counted_by_operation_and_kind() ->
     assert _value(samples, "learning_tangle_pinned_bytes", peer="p") == 1234
 
 
-@pytest.mark.skipif(importlib.util.find_spec("peer.ipfs.errors") is None, reason="no peer.ipfs yet")
 def test_every_ipfs_client_error_has_an_error_kind() -> None:
     from peer.ipfs import errors
 

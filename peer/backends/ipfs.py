@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from peer.backends.base import BlockNotFound, Message
+from peer.bounded import LruDict
 from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsApiError, IpfsConnectionError, IpfsError, IpfsTimeout, IpfsTooLarge
 from peer.ipld import CODEC_DAG_CBOR, BlockVerificationError, cid_codec, verify_file
@@ -32,6 +33,7 @@ from peer.tangle.transaction import InvalidTransaction
 log = logging.getLogger(__name__)
 
 _TRANSIENT = (IpfsConnectionError, IpfsTimeout)
+MAX_SIZES = 4096
 
 
 class IpfsStorage:
@@ -41,7 +43,10 @@ class IpfsStorage:
         self.client = client
         self.metrics = metrics if metrics is not None else PeerInstruments.detached()
         self.pins: dict[str, int] = defaultdict(int)
-        self.sizes: dict[str, int] = {}  # bytes of what we stored or fetched, for the pinned-bytes gauge
+        # bytes of what we recently stored or fetched (for the pinned-bytes gauge): bounded, since most of
+        # what a long-running peer fetches is never pinned; a pinned CID's size moves to `pinned_sizes`
+        self.sizes: LruDict[str, int] = LruDict(MAX_SIZES)
+        self.pinned_sizes: dict[str, int] = {}
         self.pinned_bytes = 0
         self._pin_lock = asyncio.Lock()
 
@@ -103,7 +108,9 @@ class IpfsStorage:
             async with self._pin_lock:
                 self.pins[cid] += 1
                 if self.pins[cid] == 1:
-                    self.pinned_bytes += self.sizes.get(cid, 0)
+                    size = self.sizes.pop(cid, 0)
+                    self.pinned_sizes[cid] = size
+                    self.pinned_bytes += size
             self.metrics.set_pinned_bytes(self.pinned_bytes)
 
     async def unpin(self, cids: list[str]) -> None:
@@ -115,7 +122,7 @@ class IpfsStorage:
                     continue
                 self.pins.pop(cid, None)
                 if count == 1:
-                    self.pinned_bytes -= self.sizes.pop(cid, 0)
+                    self.pinned_bytes -= self.pinned_sizes.pop(cid, 0)
             if count == 0:
                 continue
             try:

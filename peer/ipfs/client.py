@@ -403,12 +403,6 @@ class IpfsClient:
                 raise IpfsVerificationError(str(e)) from e
         return body
 
-    async def block_get_verified(
-        self, cid: str, *, max_bytes: int, request_timeout: TimeoutArg = DEFAULT
-    ) -> bytes:
-        """:meth:`block_get` that always verifies the hash (explicit name for call sites that rely on it)."""
-        return await self.block_get(cid, max_bytes=max_bytes, verify=True, request_timeout=request_timeout)
-
     async def block_put(
         self,
         data: bytes,
@@ -675,7 +669,8 @@ class Subscription:
             if len(self._buffer) > self._max_line_bytes:
                 await self.aclose()
                 raise IpfsTooLarge(self._max_line_bytes, "pubsub message line")
-            assert self._chunks is not None
+            if self._chunks is None:
+                raise IpfsConnectionError(f"subscription to {self.topic!r} was not started")
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:

@@ -43,6 +43,10 @@ RUNTIME_ONLY = {
 }
 
 
+class LabError(RuntimeError):
+    """The lab cannot go on: a worker failed or died. The message is one line for the command line."""
+
+
 class WorkerHandle:
     """The same calls on a LabWorker in this process or in a child process."""
 
@@ -50,7 +54,10 @@ class WorkerHandle:
         self.peers = peers
         self._local: LabWorker | None = None
         if in_process:
-            self._local = LabWorker(settings, peers)
+            try:
+                self._local = LabWorker(settings, peers)
+            except Exception as error:  # the same one line as from a worker process
+                raise LabError(f"lab worker failed: {type(error).__name__}: {error}") from error
             return
         # numpy is imported before any code of the child runs, so the thread limit must be in the environment
         # the child inherits: the peers' matrices are small, and BLAS threads in every worker only fight over
@@ -63,7 +70,8 @@ class WorkerHandle:
             target=serve, args=(child, settings.model_dump_json(), peers), daemon=True
         )
         self._process.start()
-        self._pending = False
+        # the child holds its own copy: with the parent's closed, a dead child is an EOF here, not a hang
+        child.close()
         self._expect()
 
     def start(self, method: str, *args: Any) -> None:
@@ -86,16 +94,24 @@ class WorkerHandle:
             self._local.close()
             return
         try:
-            self.call("close")
+            if self._process.is_alive():
+                self.call("close")
+        except (LabError, OSError):
+            pass  # already reported by the call that met it; the process is ended below
         finally:
+            self._conn.close()
             self._process.join(timeout=10)
             if self._process.is_alive():
                 self._process.kill()
 
     def _expect(self) -> Any:
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise LabError(f"a lab worker died (exit code {self._process.exitcode})") from None
         if status == "error":
-            raise RuntimeError(f"lab worker failed: {value}")
+            raise LabError(f"lab worker failed: {value}")
         return value
 
 
@@ -172,7 +188,7 @@ def _run(
     started = time.perf_counter()
     workers = min(settings.workers, settings.peers)
     assignment = [list(range(w, settings.peers, workers)) for w in range(workers)]
-    handles = [WorkerHandle(settings, peers, in_process=workers == 1) for peers in assignment]
+    handles = _start_workers(settings, assignment)
     malicious = settings.malicious_peers
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
     # the runner's own copy of the data and model, for the baseline and the live API (workers load their own)
@@ -259,6 +275,19 @@ def _run(
         rejected=rejected,
         backend=backend,
     )
+
+
+def _start_workers(settings: LabSettings, assignment: list[list[int]]) -> list[WorkerHandle]:
+    """One worker per share of the peers; if one fails to start, the ones already started are stopped."""
+    handles: list[WorkerHandle] = []
+    try:
+        for peers in assignment:
+            handles.append(WorkerHandle(settings, peers, in_process=len(assignment) == 1))
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        raise
+    return handles
 
 
 def _live_api(

@@ -225,8 +225,14 @@ class LabWorker:
 def serve(
     connection: multiprocessing.connection.Connection, settings_json: str, peer_indices: list[int]
 ) -> None:
-    """Entry point of a worker process: answer calls until told to stop."""
-    worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
+    """Entry point of a worker process: answer calls until told to stop. An error while starting (a
+    dataset that cannot be read, say) is sent as one line, and the process ends: the runner stops the lab."""
+    try:
+        worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
+    except Exception as error:
+        connection.send(("error", f"{type(error).__name__}: {error}"))
+        connection.close()
+        return
     connection.send(("ready", None))
     while True:
         method, args = connection.recv()

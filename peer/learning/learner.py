@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peer.bounded import LruDict
 from peer.config import LearningSettings
 from peer.data.dataset import PeerData
 from peer.learning import poisoning
@@ -23,6 +24,9 @@ from peer.tangle.dag import Tangle
 from peer.tangle.tip_selection import TipSelector
 
 RATING_SAMPLES = 200  # samples of local data used to rate candidate models during walks
+# ratings kept (least recently used forgotten): walks and the reference only rate what lies within the walk
+# window, a few hundred transactions per round even with a hundred peers
+MAX_RATINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Learner:
         count = min(RATING_SAMPLES, len(data.train_y))
         self._rating_x = data.train_x[:count]
         self._rating_y = data.train_y[:count]
-        self._ratings: dict[str, Metrics] = {}
+        self._ratings: LruDict[str, Metrics] = LruDict(MAX_RATINGS)
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, weights: Weights) -> Metrics:
@@ -79,8 +83,6 @@ class Learner:
         if cached is None:
             weights = self.weights.get(tangle.get(tx_id).weights)
             cached = self.model.evaluate(weights, self._rating_x, self._rating_y)
-            if len(self._ratings) > 10_000:
-                self._ratings.clear()
             self._ratings[tx_id] = cached
         return cached
 

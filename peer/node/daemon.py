@@ -104,21 +104,20 @@ class PeerDaemon:
         instruments = metrics.peer(self.author)
         storage: Storage
         broker: Broker
-        if s.storage == "ipfs":
-            assert self.client is not None
-            storage = IpfsStorage(self.client, instruments)
-        else:
-            storage = MemoryStorage()
+        storage = IpfsStorage(self._ipfs(), instruments) if s.storage == "ipfs" else MemoryStorage()
         if s.message_broker == "ipfs":
-            assert self.client is not None
-            broker = IpfsBroker(self.client, instruments)
+            broker = IpfsBroker(self._ipfs(), instruments)
         else:
             broker = MemoryBroker().connect(self.author)
         return storage, broker, metrics
 
+    def _ipfs(self) -> IpfsClient:
+        if self.client is None:
+            raise RuntimeError("no IPFS client: neither STORAGE nor MESSAGE_BROKER is ipfs")
+        return self.client
+
     async def _peer_id(self) -> str:
-        assert self.client is not None
-        return (await self.client.id()).peer_id
+        return (await self._ipfs().id()).peer_id
 
     async def _until_ready(self, what: str, call: Any) -> Any:
         """Retry `call` with backoff until it works (a node starting beside us) or SIGTERM."""
@@ -192,12 +191,11 @@ class PeerDaemon:
             metrics=instruments,
         )
         self.peer, self.broker = peer, broker
-        self.window = PinWindow(peer.tangle, storage, s.pin_depth)
+        window = self.window = PinWindow(peer.tangle, storage, s.pin_depth)
 
         def inserted(tx: Any) -> None:
             instruments.inserted(tx)
-            assert self.window is not None
-            self.window.changed()
+            window.changed()
 
         peer.builder.on_insert = inserted
         log.info(
@@ -212,17 +210,22 @@ class PeerDaemon:
         server = await self._serve_http(metrics)
         tasks = [
             asyncio.create_task(self._intake(peer), name="intake"),
-            asyncio.create_task(self.window.run(), name="pinning"),
+            asyncio.create_task(window.run(), name="pinning"),
             asyncio.create_task(self._reannounce(peer), name="reannounce"),
         ]
         training = asyncio.create_task(self._training(peer), name="training")
         await self.stop.wait()
         log.info("stopping: waiting for a running round to publish (up to %.0f s)", s.shutdown_grace)
-        await self._shutdown(peer, training, tasks, server)
+        await self._shutdown(peer, window, training, tasks, server)
         return 0
 
     async def _shutdown(
-        self, peer: Peer, training: asyncio.Task[None], tasks: list[asyncio.Task[Any]], server: _Server | None
+        self,
+        peer: Peer,
+        window: PinWindow,
+        training: asyncio.Task[None],
+        tasks: list[asyncio.Task[Any]],
+        server: _Server | None,
     ) -> None:
         if self._round is not None and not self._round.done():
             try:
@@ -230,18 +233,25 @@ class PeerDaemon:
             except TimeoutError:
                 log.warning("a training round was still running after %.0f s", self.settings.shutdown_grace)
         training.cancel()
-        assert self.window is not None
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.window.update(), 10)
-        with contextlib.suppress(Exception):
+        # the two steps SIGTERM promises: a failure is logged (the operator must know what was not pinned or
+        # announced), and shutdown goes on
+        try:
+            await asyncio.wait_for(window.update(), 10)
+        except Exception as error:
+            log.error("stopping: the last pin update failed: %s: %s", type(error).__name__, error)
+        try:
             await asyncio.wait_for(self._announce_tips(peer), 5)
+        except Exception as error:
+            log.error("stopping: the final tip announcement failed: %s: %s", type(error).__name__, error)
         for task in tasks:
             task.cancel()
         await asyncio.gather(training, *tasks, return_exceptions=True)
         if server is not None:
             server.should_exit = True
             await self._server_task
-        log.info("stopped: %d transactions, %d published by this peer", len(peer.tangle), len(peer.published))
+        log.info(
+            "stopped: %d transactions, %d published by this peer", len(peer.tangle), peer.published_count
+        )
 
     async def _serve_http(self, metrics: PeerMetrics) -> _Server | None:
         s = self.settings
@@ -389,7 +399,7 @@ class DaemonApiSource:
             "transactions": len(p.tangle),
             "tips": len(p.tangle.tips),
             "depth": p.tangle.max_height,
-            "published": len(p.published),
+            "published": p.published_count,
             "ticks": d.ticks,
             "trainings": d.trainings,
             "lastRound": d.last_round,

@@ -110,7 +110,8 @@ class TipSelector:
 
     def _step(self, candidates: list[str]) -> int:
         if self.config.kind == "accuracy":
-            assert self._accuracy is not None
+            if self._accuracy is None:
+                raise ValueError("the accuracy walk needs an accuracy function")
             rating = np.array([self._accuracy(c) for c in candidates], dtype=np.float64)
             spread = rating.max() - rating.min()
             normalised = (rating - rating.max()) / spread if spread > 0 else np.zeros_like(rating)
