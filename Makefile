@@ -24,7 +24,8 @@ test: $(STAMP)
 	scripts/install-test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/mypy
+	LEARNING_TANGLE_NO_SKIP=1 $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

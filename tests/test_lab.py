@@ -160,7 +160,7 @@ def test_a_worker_that_cannot_start_ends_the_lab_with_one_line(tmp_path: Path, w
 def test_a_missing_extra_is_named_before_any_work(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from peer.cli import main\n"
+        "from learning_tangle.cli import main\n"
         f"main(['lab', '--rounds', '1', '--out', {str(tmp_path / 'o')!r}])\n"
     )
     result = subprocess.run(

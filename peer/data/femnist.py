@@ -62,16 +62,16 @@ def convert_leaf(sources: Path, out: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             # A file object keeps numpy from appending ".npz" to the temporary name.
-            split = {} if arrays.test_mask is None else {"test_mask": arrays.test_mask}
-            np.savez_compressed(
-                handle,
-                x=arrays.x,
-                y=arrays.y,
-                writers=arrays.writers,
-                writer_names=arrays.writer_names,
-                format_version=np.int32(_FORMAT_VERSION),
-                **split,
-            )
+            members: dict[str, Any] = {
+                "x": arrays.x,
+                "y": arrays.y,
+                "writers": arrays.writers,
+                "writer_names": arrays.writer_names,
+                "format_version": np.int32(_FORMAT_VERSION),
+            }
+            if arrays.test_mask is not None:
+                members["test_mask"] = arrays.test_mask
+            np.savez_compressed(handle, **members)
         # mkstemp makes the file private; the dataset is meant to be shared (e.g. read by containers).
         tmp.chmod(0o644)
         os.replace(tmp, out)
@@ -116,14 +116,18 @@ def _json_files(folder: Path) -> list[Path]:
 
 
 def _leaf_files(sources: Path) -> list[tuple[Path, bool | None]]:
+    files: list[tuple[Path, bool | None]]
     """(file, from LEAF's test split) pairs; the split is None where unknown (one file, a plain folder)."""
     if not sources.exists():
         raise DataError(f"{sources}: no such file or directory")
     if sources.is_dir():
         train, test = sources / "train", sources / "test"
         if train.is_dir() and test.is_dir():  # LEAF's data root: both splits, each sample marked
-            return [(f, False) for f in _json_files(train)] + [(f, True) for f in _json_files(test)]
-        return [(f, None) for f in _json_files(sources)]
+            files = [(f, False) for f in _json_files(train)]
+            files += [(f, True) for f in _json_files(test)]
+            return files
+        files = [(f, None) for f in _json_files(sources)]
+        return files
     return [(sources, None)]
 
 

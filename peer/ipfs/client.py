@@ -39,7 +39,6 @@ import base64
 import enum
 import json
 import os
-import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +64,7 @@ from peer.ipld import (
     normalize_cid,
     verify_block,
 )
+from peer.retry import Backoff, retry
 
 # Error bodies are small; anything bigger is not an error body worth keeping.
 _MAX_ERROR_BODY = 64 * 1024
@@ -234,19 +234,12 @@ class IpfsClient:
         max_bytes: int | None = None,
         idempotent: bool = False,
     ) -> tuple[bytes, httpx.Headers]:
-        attempts = 1 + (self.retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                return await self._request_once(
-                    path, params, files, self._timeout(request_timeout), max_bytes
-                )
-            except (IpfsConnectionError, IpfsTimeout):
-                if attempt + 1 >= attempts:
-                    raise
-                delay = min(self.backoff * 2**attempt, self.max_backoff)
-                # Jitter so peers that lost the same node do not retry in lockstep.
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
-        raise AssertionError("unreachable")
+        return await retry(
+            lambda: self._request_once(path, params, files, self._timeout(request_timeout), max_bytes),
+            backoff=Backoff(self.backoff, max(self.backoff, self.max_backoff)),
+            retry_on=(IpfsConnectionError, IpfsTimeout),
+            attempts=1 + (self.retries if idempotent else 0),
+        )
 
     async def _request_once(
         self,

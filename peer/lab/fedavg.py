@@ -37,7 +37,8 @@ class FedAvg:
                 updates.append(self.model.train(self.weights, data.train_x, labels, self.params, rng))
             sizes.append(len(data.train_y))
         if updates:
-            self.weights = average_weights(updates, np.asarray(sizes, dtype=np.float64) / sum(sizes))
+            total = sum(sizes)
+            self.weights = average_weights(updates, [size / total for size in sizes])
 
     def evaluate(self, honest: list[int]) -> dict[str, float]:
         """The global model on each honest peer's local test set, averaged like the tangle's metric."""

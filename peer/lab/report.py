@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -12,8 +13,14 @@ from rich.table import Table
 
 from peer.lab.runner import LabResult
 
+# writes a report of a lab output folder, returns its path (or None when it cannot be made): the command line
+# passes the visualizer's report.html here, so that the peer never imports the visualizer
+ReportWriter = Callable[[Path], Path | None]
 
-def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
+
+def write_outputs(
+    result: LabResult, out: Path, reports: Mapping[str, ReportWriter] | None = None
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out / "summary.json",
@@ -32,11 +39,10 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
     if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
         paths["car"] = out / result.backend["car"]
     plot_accuracy(result, paths["plot"])
-    from visualizer.report import write_lab_report
-
-    report = write_lab_report(out)  # None without Bokeh (the viz extra)
-    if report is not None:
-        paths["report"] = report
+    for name, write in (reports or {}).items():
+        written = write(out)
+        if written is not None:
+            paths[name] = written
     return paths
 
 
@@ -49,10 +55,9 @@ def plot_accuracy(result: LabResult, path: Path) -> None:
     rounds = [r.round for r in result.rounds]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(rounds, [r.tangle_accuracy for r in result.rounds], label="tangle (reference model)", marker=".")
-    if result.rounds[0].fedavg_accuracy is not None:
-        ax.plot(
-            rounds, [r.fedavg_accuracy for r in result.rounds], label="FedAvg", marker=".", linestyle="--"
-        )
+    fedavg = [r.fedavg_accuracy for r in result.rounds]
+    if all(a is not None for a in fedavg):
+        ax.plot(rounds, fedavg, label="FedAvg", marker=".", linestyle="--")  # type: ignore[arg-type]
     if result.settings.poison == "labelflip":
         ax.plot(
             rounds, [r.tangle_misclassification_3_as_8 for r in result.rounds], label="tangle: 3 read as 8"

@@ -312,7 +312,7 @@ def _live_api(
 
 
 def _metrics_server(settings: LabSettings, lab_metrics: LabMetrics | None) -> BackgroundServer | None:
-    if lab_metrics is None or settings.metrics_port == settings.api_port:
+    if lab_metrics is None or settings.metrics_port is None or settings.metrics_port == settings.api_port:
         return None
     server = BackgroundServer(
         metrics_app(lab_metrics.registry), host=settings.api_host, port=settings.metrics_port

@@ -38,11 +38,13 @@ from peer.models import create_model
 from peer.node.announcement import MAX_ANNOUNCED_TIPS, Announcement
 from peer.node.peer import Genesis, Peer, make_genesis, store_genesis
 from peer.node.pinning import PinWindow
+from peer.retry import Backoff, retry
 
 log = logging.getLogger("peer.daemon")
 
 ACTIVITY, TRAIN = 3, 0  # purposes of the random streams (as in the lab)
 MAX_CONCURRENT_INTAKE = 32
+READY_BACKOFF = Backoff(0.5, 10.0)  # waiting for the IPFS node beside us at start-up
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -121,17 +123,23 @@ class PeerDaemon:
 
     async def _until_ready(self, what: str, call: Any) -> Any:
         """Retry `call` with backoff until it works (a node starting beside us) or SIGTERM."""
-        delay = 0.5
-        while True:
-            try:
-                return await call()
-            except (IpfsError, OSError) as error:
-                log.warning("%s is not ready (%s); retrying in %.1f s", what, error, delay)
+
+        def told(error: BaseException, delay: float) -> None:
+            log.warning("%s is not ready (%s); retrying in %.1f s", what, error, delay)
+
+        async def sleep_unless_stopped(delay: float) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             if self.stop.is_set():
                 raise asyncio.CancelledError
-            delay = min(delay * 2, 10.0)
+
+        return await retry(
+            call,
+            backoff=READY_BACKOFF,
+            retry_on=(IpfsError, OSError),
+            on_retry=told,
+            sleep=sleep_unless_stopped,
+        )
 
     async def _genesis(self) -> tuple[Any, Genesis]:
         s = self.settings

@@ -36,7 +36,8 @@ class LabCommand(LabSettings):
 
         from peer.data import DataError
         from peer.lab.report import print_summary, write_outputs
-        from peer.lab.runner import LabError, run_lab
+        from peer.lab.runner import LabError, RoundRecord, run_lab
+        from visualizer.report import write_lab_report
 
         console = Console(stderr=False)
         if self.backend == "ipfs":
@@ -57,7 +58,7 @@ class LabCommand(LabSettings):
         with Progress(*columns, console=console, disable=not self.progress, transient=False) as progress:
             task = progress.add_task("rounds", total=self.rounds, tangle="-", fedavg="-", tx=0)
 
-            def on_round(record) -> None:  # type: ignore[no-untyped-def]
+            def on_round(record: RoundRecord) -> None:
                 fedavg = "-" if record.fedavg_accuracy is None else f"{record.fedavg_accuracy:.3f}"
                 progress.update(
                     task,
@@ -73,7 +74,7 @@ class LabCommand(LabSettings):
                 progress.stop()
                 print(f"tangle lab: {error}", file=sys.stderr)
                 raise SystemExit(1) from None
-        paths = write_outputs(result, self.out)
+        paths = write_outputs(result, self.out, {"report": write_lab_report})
         print_summary(result, paths, console)
 
 
