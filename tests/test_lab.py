@@ -53,10 +53,18 @@ def test_lab_writes_its_outputs_and_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_labelflip_reports_misclassification_for_both(tmp_path: Path) -> None:
-    out = lab(tmp_path, "flip", "--poison", "labelflip", "--malicious-fraction", "0.25")
+    out = lab(tmp_path, "flip", "--poison", "labelflip", "--malicious-fraction", "0.25", "--watch", "3:8,1:7")
     summary = json.loads((out / "summary.json").read_text())
-    assert 0 <= summary["tangle"]["misclassification_3_as_8"] <= 1
-    assert 0 <= summary["fedavg"]["misclassification_3_as_8"] <= 1
+    for method in ("tangle", "fedavg"):
+        report = summary[method]
+        assert 0 <= report["misclassification_3_as_8"] <= 1
+        assert report["watch"]["3:8"] == report["misclassification_3_as_8"]  # the old key is an alias
+        assert set(report["watch"]) == {"3:8", "1:7"}
+        confusion = np.array(report["confusion"])
+        assert confusion.shape == (10, 10)
+        threes = confusion[3].sum()
+        assert report["watch"]["3:8"] == (confusion[3, 8] / threes if threes else 0.0)
+        assert len(report["recall"]) == 10
     assert summary["malicious_peers"] == ["lab-peer-003"]
 
 

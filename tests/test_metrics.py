@@ -121,11 +121,11 @@ def test_metrics_match_the_peers_state_after_lab_rounds(lab_rounds: tuple[LabWor
         weights = asyncio.run(_sizes(peer))
         assert value("weights_published_bytes_total") == sum(weights) > 0
         # the reference the lab evaluated last, as fractions
-        assert value("reference_accuracy_ratio") == evaluation["accuracy"]
+        assert value("reference_accuracy_ratio") == evaluation.accuracy
         assert 0 <= value("reference_accuracy_ratio") <= 1
-        assert value("reference_loss") == evaluation["loss"]
-        assert value("test_threes") == evaluation["threes"]
-        assert value("reference_threes_as_eight") == evaluation["threes_as_eight"]
+        assert value("reference_loss") == evaluation.loss
+        assert value("test_threes") == evaluation.confusion[3].sum()
+        assert value("reference_threes_as_eight") == evaluation.confusion[3, 8]
         assert 0 <= value("new_model_accuracy_ratio") <= 1
         assert value("training_duration_seconds_count") == 3
         assert value("training_interval_seconds_count") == 2

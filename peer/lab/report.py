@@ -84,13 +84,16 @@ def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -
     has_baseline = "fedavg" in summary
     if has_baseline:
         table.add_column("FedAvg", justify="right")
-    keys = [("accuracy", "{:.3f}"), ("loss", "{:.3f}")]
-    if result.settings.poison == "labelflip":
-        keys.append(("misclassification_3_as_8", "{:.1%}"))
-    for key, fmt in keys:
-        row = [key.replace("_", " "), fmt.format(summary["tangle"][key])]
+    for key in ("accuracy", "loss"):
+        row = [key, f"{summary['tangle'][key]:.3f}"]
         if has_baseline:
-            row.append(fmt.format(summary["fedavg"][key]))
+            row.append(f"{summary['fedavg'][key]:.3f}")
+        table.add_row(*row)
+    for cell in summary["tangle"].get("watch", {}):  # --watch, or the attack's own cells (3:8 for labelflip)
+        true, predicted = cell.split(":")
+        row = [f"{true} read as {predicted}", f"{summary['tangle']['watch'][cell]:.1%}"]
+        if has_baseline:
+            row.append(f"{summary['fedavg']['watch'][cell]:.1%}")
         table.add_row(*row)
     console.print(table)
     t = summary["tangle"]

@@ -21,7 +21,9 @@ from peer.config import LabSettings
 from peer.data import Dataset, load_dataset, peer_data
 from peer.lab.fedavg import FedAvg
 from peer.lab.live import LabApiSource
+from peer.lab.results import Announced, Evaluation, PeerEvaluation, TrainResult
 from peer.lab.worker import LabWorker, author_name, serve
+from peer.learning import poisoning
 from peer.learning.genesis import genesis_weights
 from peer.metrics import LabMetrics, metrics_app
 from peer.models import Model, create_model
@@ -140,15 +142,21 @@ class LabResult:
     trainings: int
     rejected: dict[str, int] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)  # over IPFS: nodes, peers per node, tangle.car
+    # the last round's evaluations (honest peers' test sets): the tangle's reference models and FedAvg's
+    tangle_evaluation: Evaluation | None = None
+    fedavg_evaluation: Evaluation | None = None
 
     def summary(self) -> dict[str, Any]:
         """Deterministic for a given configuration: no wall-clock values in here."""
         last = self.rounds[-1]
+        watched = self.settings.watched
+        tangle = self.tangle_evaluation.report(watched) if self.tangle_evaluation else {}
         out: dict[str, Any] = {
             "tangle": {
                 "accuracy": last.tangle_accuracy,
                 "loss": last.tangle_loss,
                 "misclassification_3_as_8": last.tangle_misclassification_3_as_8,
+                **{k: v for k, v in tangle.items() if k in ("watch", "recall", "confusion")},
                 "transactions": last.transactions,
                 "tips": last.tips,
                 "published": sum(r.published for r in self.rounds),
@@ -159,12 +167,8 @@ class LabResult:
         }
         if self.backend:
             out["ipfs"] = self.backend
-        if last.fedavg_accuracy is not None:
-            out["fedavg"] = {
-                "accuracy": last.fedavg_accuracy,
-                "loss": last.fedavg_loss,
-                "misclassification_3_as_8": last.fedavg_misclassification_3_as_8,
-            }
+        if self.fedavg_evaluation is not None:
+            out["fedavg"] = self.fedavg_evaluation.report(watched)
         return out
 
 
@@ -197,6 +201,8 @@ def _run(
     fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
     trainings = 0
+    tangle_evaluation: Evaluation | None = None
+    fedavg_evaluation: Evaluation | None = None
     lab_metrics = LabMetrics() if settings.metrics_port is not None else None
     live, server = _live_api(settings, model, lab_metrics)
     metrics_server = _metrics_server(settings, lab_metrics)
@@ -210,7 +216,9 @@ def _run(
                 handle.start("train", round_index, [i for i in active if i in handle.peers])
             if fedavg is not None:
                 fedavg.round(round_index, active)  # overlaps with the workers' training
-            results, blocks, announcements = [], {}, []
+            results: list[TrainResult] = []
+            blocks: dict[str, bytes] = {}
+            announcements: list[Announced] = []
             for handle in handles:
                 worker_results, worker_blocks, worker_announcements = handle.result()
                 results.extend(worker_results)
@@ -225,7 +233,7 @@ def _run(
                 handle.result()
             for handle in handles:
                 handle.start("evaluate", round_index)
-            evaluations: dict[int, dict[str, Any]] = {}
+            evaluations: dict[int, PeerEvaluation] = {}
             for handle in handles:
                 evaluations.update(handle.result())
             if live is not None:
@@ -233,15 +241,15 @@ def _run(
                     round_index,
                     blocks,
                     announcements,
-                    {author_name(i): e["reference"] for i, e in evaluations.items()},
-                    {author_name(i): e["accuracy"] for i, e in evaluations.items()},
+                    {author_name(i): e.reference for i, e in evaluations.items()},
+                    {author_name(i): e.accuracy for i, e in evaluations.items()},
                 )
-            record = _record(round_index, active, results, evaluations, honest)
+            record, tangle_evaluation = _record(round_index, active, results, evaluations, honest)
             if fedavg is not None:
-                baseline = fedavg.evaluate(honest)
-                record.fedavg_accuracy = baseline["accuracy"]
-                record.fedavg_loss = baseline["loss"]
-                record.fedavg_misclassification_3_as_8 = baseline["misclassification_3_as_8"]
+                fedavg_evaluation = fedavg.evaluate(honest)
+                record.fedavg_accuracy = fedavg_evaluation.accuracy
+                record.fedavg_loss = fedavg_evaluation.loss
+                record.fedavg_misclassification_3_as_8 = fedavg_evaluation.misclassification_3_as_8
             if lab_metrics is not None:
                 lab_metrics.update([handle.call("metrics_snapshot") for handle in handles], record)
             records.append(record)
@@ -254,7 +262,7 @@ def _run(
         backend = finish(tangle) if finish is not None else {}
         rejected: dict[str, int] = {}
         for evaluation in evaluations.values():
-            for reason, count in evaluation["rejected"].items():
+            for reason, count in evaluation.rejected.items():
                 rejected[reason] = rejected.get(reason, 0) + count
         if (server is not None or metrics_server is not None) and settings.linger:
             time.sleep(settings.linger)
@@ -274,6 +282,8 @@ def _run(
         trainings=trainings,
         rejected=rejected,
         backend=backend,
+        tangle_evaluation=tangle_evaluation,
+        fedavg_evaluation=fedavg_evaluation,
     )
 
 
@@ -351,20 +361,24 @@ def _baseline(settings: LabSettings, dataset: Dataset, model: Model) -> FedAvg |
 def _record(
     round_index: int,
     active: list[int],
-    results: list,
-    evaluations: dict[int, dict[str, Any]],
+    results: list[TrainResult],
+    evaluations: dict[int, PeerEvaluation],
     honest: list[int],
-) -> RoundRecord:
+) -> tuple[RoundRecord, Evaluation]:
     counted = honest or list(evaluations)
-    threes = sum(evaluations[i]["threes"] for i in counted)
-    as_eight = sum(evaluations[i]["threes_as_eight"] for i in counted)
-    return RoundRecord(
+    evaluation = Evaluation(
+        accuracy=float(np.mean([evaluations[i].accuracy for i in counted])),
+        loss=float(np.mean([evaluations[i].loss for i in counted])),
+        confusion=poisoning.pooled([evaluations[i].confusion for i in counted]),
+    )
+    record = RoundRecord(
         round=round_index,
         active=len(active),
         published=sum(1 for r in results if r.published),
-        transactions=max(e["transactions"] for e in evaluations.values()),
-        tips=evaluations[counted[0]]["tips"],
-        tangle_accuracy=float(np.mean([evaluations[i]["accuracy"] for i in counted])),
-        tangle_loss=float(np.mean([evaluations[i]["loss"] for i in counted])),
-        tangle_misclassification_3_as_8=as_eight / threes if threes else 0.0,
+        transactions=max(e.transactions for e in evaluations.values()),
+        tips=evaluations[counted[0]].tips,
+        tangle_accuracy=evaluation.accuracy,
+        tangle_loss=evaluation.loss,
+        tangle_misclassification_3_as_8=evaluation.misclassification_3_as_8,
     )
+    return record, evaluation
