@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
+
+from peer.api.documents import TRANSACTIONS_DOCUMENT, TransactionNode
 
 
 class SourceError(RuntimeError):
@@ -41,28 +44,32 @@ class Page:
     genesis: str
     count: int
     since: int
-    nodes: list[dict[str, Any]]
+    nodes: list[TransactionNode]
     tips: list[str]
     reference: list[str]
     depth: int
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], info: dict[str, Any] | None = None) -> Page:
+    def from_json(cls, doc: object, info: dict[str, Any] | None = None) -> Page:
+        """Validated against the type the peer's API builds it from (peer/api/documents.py)."""
         try:
-            return cls(
-                peer=str(doc.get("peer", "")),
-                genesis=str(doc["genesis"]),
-                count=int(doc["count"]),
-                since=int(doc.get("since", 0)),
-                nodes=list(doc["nodes"]),
-                tips=[str(t) for t in doc.get("tips", [])],
-                reference=[str(r) for r in doc.get("reference", [])],
-                depth=int(doc.get("depth", 0)),
-                info=info or {},
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise SourceError(f"not an /api/transactions document: {error}") from error
+            valid = TRANSACTIONS_DOCUMENT.validate_python(doc)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SourceError(f"not an /api/transactions document: {where}: {first['msg']}") from None
+        return cls(
+            peer=valid["peer"],
+            genesis=valid["genesis"],
+            count=valid["count"],
+            since=valid["since"],
+            nodes=valid["nodes"],
+            tips=valid["tips"],
+            reference=valid["reference"],
+            depth=valid["depth"],
+            info=info or {},
+        )
 
 
 async def resolve_peer_urls(name: str, port: int, scheme: str = "http") -> list[str]:

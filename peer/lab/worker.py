@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.connection
-from typing import Any
 
 import numpy as np
 
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage
@@ -187,7 +187,7 @@ class LabWorker:
             )
         return out
 
-    def export(self, index: int, since: int = 0) -> dict[str, Any]:
+    def export(self, index: int, since: int = 0) -> TransactionsDocument:
         """The peer's tangle as its `/api/transactions` would serve it."""
         peer = self.peers[index]
         malicious = {author_name(i) for i in self.settings.malicious_peers}

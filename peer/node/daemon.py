@@ -24,6 +24,7 @@ import numpy as np
 import uvicorn
 
 from peer.api.app import create_app
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage, SubscriptionState
@@ -388,7 +389,7 @@ class DaemonApiSource:
     def peers(self) -> list[str]:
         return [self.daemon.author] if self.daemon.peer is not None else []
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
         p = self._peer(peer)
         reference = self.daemon.reference.transactions if self.daemon.reference else ()
         return transactions_document(p.tangle, peer=p.author, since=since, reference=reference)
