@@ -177,3 +177,15 @@ def test_a_missing_extra_is_named_before_any_work(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == "tangle lab: matplotlib not installed: pip install 'learning-tangle[lab]'"
     assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_a_worker_that_dies_mid_run_is_reported_at_once() -> None:
+    from peer.lab.runner import LabError, WorkerHandle
+
+    settings = parse(LabSettings, env=False, peers=2, rounds=1, progress=False, baseline="none")
+    handle = WorkerHandle(settings, [0], in_process=False)
+    handle._process.kill()  # as the OOM killer would
+    handle._process.join(timeout=30)
+    with pytest.raises(LabError, match=r"a lab worker died \(exit code -9\)"):
+        handle.call("evaluate", 1)
+    handle.close()  # a dead worker closes quietly

@@ -79,8 +79,11 @@ class WorkerHandle:
     def start(self, method: str, *args: Any) -> None:
         if self._local is not None:
             self._result = getattr(self._local, method)(*args)
-        else:
+            return
+        try:
             self._conn.send((method, args))
+        except OSError:  # the worker is gone (its end of the pipe closed)
+            raise self._died() from None
 
     def result(self) -> Any:
         if self._local is not None:
@@ -110,11 +113,14 @@ class WorkerHandle:
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError):
-            self._process.join(timeout=5)
-            raise LabError(f"a lab worker died (exit code {self._process.exitcode})") from None
+            raise self._died() from None
         if status == "error":
             raise LabError(f"lab worker failed: {value}")
         return value
+
+    def _died(self) -> LabError:
+        self._process.join(timeout=5)
+        return LabError(f"a lab worker died (exit code {self._process.exitcode})")
 
 
 @dataclass
