@@ -6,6 +6,7 @@ Four labs, two at a time (one per core, each in one process): about a minute on 
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -31,7 +32,8 @@ def _summary(scenario: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, dict[str, Any]]:
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    # spawned, not forked: pytest's process may hold threads (servers of earlier tests) a fork would copy
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         return dict(zip(SCENARIOS, pool.map(_summary, SCENARIOS), strict=True))
 
 
