@@ -26,7 +26,8 @@ test: $(STAMP)
 	scripts/build-kubo.sh >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/mypy
+	LEARNING_TANGLE_NO_SKIP=1 $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

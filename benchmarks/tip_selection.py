@@ -119,6 +119,19 @@ def measure(fn: Callable[[], None], repeats: int) -> float:
     return float(np.median(times))
 
 
+def measure_interleaved(fns: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median seconds of each function, called in turn (1e3, 1e5, 1e3, 1e5, ...) so that load from other
+    processes falls on every size alike; one size measured after the other let a busy spell inflate the
+    ratio between them (1.13 on a quiet machine, 3.17 on a busy one)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,12 +142,17 @@ def main() -> None:
     args = parser.parse_args()
     settings = LearningSettings()
     results = []
+    tangles, builds = [], []
     for size in args.sizes:
         started = time.perf_counter()
-        tangle = build(size, settings)
-        built = time.perf_counter() - started
-        rng = np.random.default_rng(1)
-        window = measure(lambda t=tangle, r=rng: window_round(t, settings, r), args.repeats)
+        tangles.append(build(size, settings))
+        builds.append(time.perf_counter() - started)
+    rngs = [np.random.default_rng(1) for _ in tangles]
+    windows = measure_interleaved(
+        [lambda t=t, r=r: window_round(t, settings, r) for t, r in zip(tangles, rngs, strict=True)],
+        args.repeats,
+    )
+    for size, tangle, rng, window, built in zip(args.sizes, tangles, rngs, windows, builds, strict=True):
         naive: float | None
         note = ""
         try:

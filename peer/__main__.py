@@ -1,3 +1,4 @@
-from peer.cli import main
+# `python -m peer` still runs the `tangle` command: an entry point only, imported by no module of `peer`
+from learning_tangle.cli import main
 
 main()

@@ -81,6 +81,10 @@ class LearningSettings(BaseSettings):
         "reference",
         description="publish a model only if its local loss beats the reference's or the parents'",
     )
+    reference_rule: Literal["confidence"] = Field(
+        "confidence",
+        description="how the reference model is chosen: confidence x approvals ranks, local loss picks",
+    )
 
     learning_rate: float = Field(0.1, gt=0, description="SGD learning rate of local training")
     batch_size: int = Field(10, ge=1, description="minibatch size of local training")
@@ -163,6 +167,11 @@ class LabSettings(LearningSettings):
     ipfs_apis: list[str] = Field(
         default_factory=list, description="(set by the lab itself) RPC addresses of the testnet's nodes"
     )
+    watch: list[str] | None = Field(
+        None,
+        description="confusion-matrix cells TRUE:PREDICTED whose rates are reported, e.g. 3:8 "
+        "(default: the attack's own, 3:8 for labelflip)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -174,6 +183,24 @@ class LabSettings(LearningSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
+
+    @field_validator("watch")
+    @classmethod
+    def _cells(cls, value: list[str] | None) -> list[str] | None:
+        for cell in value or []:
+            parts = cell.split(":")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"a watched cell is TRUE:PREDICTED, two class numbers, got {cell!r}")
+        return value
+
+    @property
+    def watched(self) -> list[tuple[int, int]]:
+        """The confusion-matrix cells reported in summary.json: --watch, else the attack's own."""
+        if self.watch is None:
+            from peer.learning.poisoning import poisoning_for
+
+            return list(poisoning_for(self.poison).watch)
+        return [(int(t), int(p)) for t, p in (cell.split(":") for cell in self.watch)]
 
     @model_validator(mode="after")
     def _enough_peers(self) -> LabSettings:

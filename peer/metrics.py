@@ -32,6 +32,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 import peer as peer_package
+from peer.ipfs.errors import (
+    IpfsApiError,
+    IpfsConnectionError,
+    IpfsTimeout,
+    IpfsTooLarge,
+    IpfsVerificationError,
+)
+from peer.learning.weights_source import WeightsUnavailable
+from peer.tangle.tip_selection import NoUsableTips
 
 PREFIX = "learning_tangle_"
 
@@ -67,11 +76,11 @@ REJECT_REASONS = (
     "unknown_model",
     "unsupported_hash",
 )
-# why a training round failed, by exception class name (anything else is "error")
-TRAINING_FAILURES = {
-    "WeightsUnavailable": "weights_unavailable",
-    "NoUsableTips": "no_usable_tips",
-    "TimeoutError": "timeout",
+# why a training round failed, by exception class (anything else is "error")
+TRAINING_FAILURES: dict[type[BaseException], str] = {
+    WeightsUnavailable: "weights_unavailable",
+    NoUsableTips: "no_usable_tips",
+    TimeoutError: "timeout",
 }
 TRAINING_FAILURE_REASONS = (*sorted(set(TRAINING_FAILURES.values())), "error")
 
@@ -92,24 +101,24 @@ IPFS_OPERATIONS = (
 )
 # operations a peer makes in every experiment: exposed at 0 from the start (see PeerMetrics.peer)
 IPFS_CORE_OPERATIONS = ("add", "cat", "block/get", "dag/put", "pin/add", "pin/rm", "pubsub/pub", "pubsub/sub")
-# IPFS error kinds (label `error`), by exception class name: peer/ipfs/errors.py
-IPFS_ERRORS = {
-    "IpfsTimeout": "timeout",
-    "TimeoutError": "timeout",
-    "IpfsConnectionError": "connection",
-    "IpfsApiError": "api",
-    "IpfsTooLarge": "too_large",
-    "IpfsVerificationError": "verification",
+# IPFS error kinds (label `error`), by exception class: peer/ipfs/errors.py
+IPFS_ERRORS: dict[type[BaseException], str] = {
+    IpfsTimeout: "timeout",
+    TimeoutError: "timeout",
+    IpfsConnectionError: "connection",
+    IpfsApiError: "api",
+    IpfsTooLarge: "too_large",
+    IpfsVerificationError: "verification",
 }
 # a transaction never approved stops being tracked for confirmation latency after this many newer ones
 MAX_UNCONFIRMED = 10_000
 
 
-def _kind(error: BaseException, kinds: Mapping[str, str], default: str) -> str:
-    """A bounded label value for an exception: the first class in its MRO that `kinds` names."""
+def _kind(error: BaseException, kinds: Mapping[type[BaseException], str], default: str) -> str:
+    """A bounded label value for an exception: that of the first class in its MRO that `kinds` holds."""
     for cls in type(error).__mro__:
-        if cls.__name__ in kinds:
-            return kinds[cls.__name__]
+        if cls in kinds:
+            return kinds[cls]
     return default
 
 

@@ -509,3 +509,48 @@ def test_peer_data_bad_arguments(digits: Dataset, kwargs: dict[str, Any], messag
     args: dict[str, Any] = {"peer_index": 0, "num_peers": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
         peer_data(digits, **args)
+
+
+# --- LEAF's train/test split, the data root, convert-femnist -----------------------------------------------
+@pytest.fixture
+def leaf_root(tmp_path: Path) -> Path:
+    """LEAF's `data/` folder: the same writers in train/ and test/ (LEAF splits each writer's samples)."""
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    writers = [(f"w{i}", [i % 10] * 20) for i in range(6)]
+    (root / "train" / "all_data_0_niid_train.json").write_text(json.dumps(_leaf_doc(writers)))
+    tests = [(f"w{i}", [(i + 1) % 10] * 4) for i in range(6)]
+    (root / "test" / "all_data_0_niid_test.json").write_text(json.dumps(_leaf_doc(tests)))
+    return root
+
+
+def test_leaf_data_root_keeps_the_test_split(leaf_root: Path, tmp_path: Path) -> None:
+    ds = load_femnist(leaf_root)
+    assert ds.test_mask is not None
+    assert int(ds.test_mask.sum()) == 24
+    assert len(ds.y) == 144
+    for data in (ds, load_femnist(convert_leaf(leaf_root, tmp_path / "root.npz"))):
+        for peer in range(3):
+            share = peer_data(data, peer, 3, scheme="writer", test_fraction=0.5)
+            # LEAF's 4 test samples of each of its 2 writers are the peer's test set, whatever test_fraction
+            assert len(share.test_y) == 8
+            assert len(share.train_y) == 40
+            assert sorted(np.unique(share.test_y, return_counts=True)[1].tolist()) in ([4, 4], [8])
+    # a plain folder or one file has no split: the fraction applies as before
+    assert load_femnist(leaf_root / "train").test_mask is None
+
+
+def test_convert_femnist_command_appends_npz(leaf_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "femnist-converted"
+    result = subprocess.run(
+        [sys.executable, "-m", "peer", "convert-femnist", "--source", str(leaf_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "femnist-converted.npz"
+    assert f"wrote {written}" in result.stdout
+    assert len(load_dataset("femnist", written).y) == NUM_LEAF_SAMPLES

@@ -53,10 +53,18 @@ def test_lab_writes_its_outputs_and_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_labelflip_reports_misclassification_for_both(tmp_path: Path) -> None:
-    out = lab(tmp_path, "flip", "--poison", "labelflip", "--malicious-fraction", "0.25")
+    out = lab(tmp_path, "flip", "--poison", "labelflip", "--malicious-fraction", "0.25", "--watch", "3:8,1:7")
     summary = json.loads((out / "summary.json").read_text())
-    assert 0 <= summary["tangle"]["misclassification_3_as_8"] <= 1
-    assert 0 <= summary["fedavg"]["misclassification_3_as_8"] <= 1
+    for method in ("tangle", "fedavg"):
+        report = summary[method]
+        assert 0 <= report["misclassification_3_as_8"] <= 1
+        assert report["watch"]["3:8"] == report["misclassification_3_as_8"]  # the old key is an alias
+        assert set(report["watch"]) == {"3:8", "1:7"}
+        confusion = np.array(report["confusion"])
+        assert confusion.shape == (10, 10)
+        threes = confusion[3].sum()
+        assert report["watch"]["3:8"] == (confusion[3, 8] / threes if threes else 0.0)
+        assert len(report["recall"]) == 10
     assert summary["malicious_peers"] == ["lab-peer-003"]
 
 
@@ -136,3 +144,52 @@ def test_femnist_converted_once_then_learned_by_writer(tmp_path: Path) -> None:
     assert summary["config"]["dataset"] == "femnist"
     assert summary["tangle"]["transactions"] > 1
     assert summary["tangle"]["accuracy"] > 0.5
+
+
+# --- failing fast and clearly ---------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_worker_that_cannot_start_ends_the_lab_with_one_line(tmp_path: Path, workers: str) -> None:
+    bad = tmp_path / "leaf"
+    bad.mkdir()
+    (bad / "all_data_0.json").write_text('{"users": ["a"], "num_samples": [1], "user_data": {"a": {}}}')
+    result = subprocess.run(
+        [*TANGLE, "lab", "--peers", "4", "--rounds", "2", "--progress", "false", "--workers", workers,
+         "--dataset", "femnist", "--dataset-path", str(bad), "--model", "softmax",
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "all_data_0.json" in lines[0]
+    assert "missing keys" in lines[0]
+
+
+def test_a_missing_extra_is_named_before_any_work_and_the_lab_still_runs(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from learning_tangle.cli import main\n"
+        f"main(['lab', '--rounds', '1', '--out', {str(tmp_path / 'o')!r}])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "tangle lab: matplotlib not installed: pip install 'learning-tangle[lab]' "
+        "(accuracy.png and report.html will be left out)"
+    )
+    assert (tmp_path / "o" / "summary.json").exists()
+    assert not (tmp_path / "o" / "accuracy.png").exists()
+
+
+def test_a_worker_that_dies_mid_run_is_reported_at_once() -> None:
+    from peer.lab.runner import LabError, WorkerHandle
+
+    settings = parse(LabSettings, env=False, peers=2, rounds=1, progress=False, baseline="none")
+    handle = WorkerHandle(settings, [0], in_process=False)
+    handle._process.kill()  # as the OOM killer would
+    handle._process.join(timeout=30)
+    with pytest.raises(LabError, match=r"a lab worker died \(exit code -9\)"):
+        handle.call("evaluate", 1)
+    handle.close()  # a dead worker closes quietly

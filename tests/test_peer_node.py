@@ -4,7 +4,6 @@ store, the weights cache's memory of failed fetches."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -167,13 +166,55 @@ def test_failed_fetches_are_not_retried_at_once() -> None:
         calls.append(weights_id)
         raise TimeoutError("unreachable")
 
-    source = WeightsSource(fetch, {"w": (1,)}, max_bytes=1024, retry_after=0.2)
+    now = [100.0]
+    source = WeightsSource(fetch, {"w": (1,)}, max_bytes=1024, retry_after=30.0, clock=lambda: now[0])
     for _ in range(3):
         with pytest.raises(WeightsUnavailable):
             source.get("x")
     assert calls == ["x"]  # the walks that meet it again do not wait for another timeout
-    time.sleep(0.25)
+    now[0] += 29.9
+    with pytest.raises(WeightsUnavailable):
+        source.get("x")
+    assert calls == ["x"]
+    now[0] += 0.2
     with pytest.raises(WeightsUnavailable):
         source.get("x")
     assert calls == ["x", "x"]
     assert not source.unusable  # unreachable is not invalid: it may come back
+
+
+# --- shutdown -------------------------------------------------------------------------------------
+def test_shutdown_logs_what_it_could_not_pin_or_announce(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from peer.node.daemon import PeerDaemon
+
+    class Unreachable:
+        async def update(self) -> None:
+            raise ConnectionError("the IPFS node is gone")
+
+        async def publish(self, topic: str, data: bytes) -> None:
+            raise ConnectionError("pubsub is gone")
+
+    genesis_id, genesis_block = _genesis()
+    tip, tip_block = _child(genesis_id, 1)
+    tangle = Tangle(decode_transaction(genesis_id, genesis_block))
+    tangle.add(decode_transaction(tip, tip_block))
+    peer = SimpleNamespace(
+        tangle=tangle,
+        genesis=SimpleNamespace(transaction=SimpleNamespace(id=genesis_id)),
+        broker=Unreachable(),
+        topic="t",
+        published_count=0,
+    )
+    daemon = PeerDaemon(PeerSettings(peer_index=0))
+
+    async def stop() -> None:
+        training = asyncio.create_task(asyncio.sleep(3600))
+        await daemon._shutdown(peer, Unreachable(), training, [], None)  # type: ignore[arg-type]
+
+    with caplog.at_level("ERROR", logger="peer.daemon"):
+        asyncio.run(stop())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("last pin update failed" in m and "the IPFS node is gone" in m for m in messages)
+    assert any("final tip announcement failed" in m and "pubsub is gone" in m for m in messages)

@@ -1,6 +1,7 @@
 """Settings of the visualizer: `tangle viz` flags, `bokeh serve visualizer --args ...`, or VIZ_* variables.
 
-This module imports no Bokeh, so `peer.cli` can offer the `viz` command without the `viz` extra installed.
+This module imports no Bokeh, so `learning_tangle.cli` can offer the `viz` command without the `viz` extra
+installed.
 """
 
 from __future__ import annotations

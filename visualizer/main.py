@@ -12,4 +12,4 @@ from bokeh.io import curdoc
 from visualizer.app import build_document
 from visualizer.config import VizSettings
 
-build_document(curdoc(), VizSettings(_cli_parse_args=sys.argv[1:]))
+build_document(curdoc(), VizSettings(_cli_parse_args=sys.argv[1:]))  # type: ignore[call-arg]

@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
+
+from peer.api.documents import TRANSACTIONS_DOCUMENT, TransactionNode
 
 
 class SourceError(RuntimeError):
@@ -41,28 +44,32 @@ class Page:
     genesis: str
     count: int
     since: int
-    nodes: list[dict[str, Any]]
+    nodes: list[TransactionNode]
     tips: list[str]
     reference: list[str]
     depth: int
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], info: dict[str, Any] | None = None) -> Page:
+    def from_json(cls, doc: object, info: dict[str, Any] | None = None) -> Page:
+        """Validated against the type the peer's API builds it from (peer/api/documents.py)."""
         try:
-            return cls(
-                peer=str(doc.get("peer", "")),
-                genesis=str(doc["genesis"]),
-                count=int(doc["count"]),
-                since=int(doc.get("since", 0)),
-                nodes=list(doc["nodes"]),
-                tips=[str(t) for t in doc.get("tips", [])],
-                reference=[str(r) for r in doc.get("reference", [])],
-                depth=int(doc.get("depth", 0)),
-                info=info or {},
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise SourceError(f"not an /api/transactions document: {error}") from error
+            valid = TRANSACTIONS_DOCUMENT.validate_python(doc)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SourceError(f"not an /api/transactions document: {where}: {first['msg']}") from None
+        return cls(
+            peer=valid["peer"],
+            genesis=valid["genesis"],
+            count=valid["count"],
+            since=valid["since"],
+            nodes=valid["nodes"],
+            tips=valid["tips"],
+            reference=valid["reference"],
+            depth=valid["depth"],
+            info=info or {},
+        )
 
 
 async def resolve_peer_urls(name: str, port: int, scheme: str = "http") -> list[str]:
@@ -72,7 +79,7 @@ async def resolve_peer_urls(name: str, port: int, scheme: str = "http") -> list[
         infos = await loop.getaddrinfo(name, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
     except OSError as error:
         raise SourceError(f"cannot resolve {name}: {error}") from error
-    addresses = sorted({info[4][0] for info in infos}, key=socket.inet_aton)
+    addresses = sorted({str(info[4][0]) for info in infos}, key=socket.inet_aton)
     return [f"{scheme}://{address}:{port}" for address in addresses]
 
 
@@ -105,7 +112,8 @@ class ApiSource:
     async def entries(self) -> list[Entry]:
         urls = await self.base_urls()
         names = await asyncio.gather(*(self._peer_names(u) for u in urls))
-        pairs = [(url, name) for url, found in zip(urls, names, strict=True) for name in found or [None]]
+        unnamed: list[str | None] = [None]
+        pairs = [(url, name) for url, found in zip(urls, names, strict=True) for name in found or unnamed]
         # the bare peer name when it is unique (the usual case), else name @ host:port
         counts: dict[str | None, int] = {}
         for _url, name in pairs:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from peer.api.app import resolve_peer
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.tangle.dag import Tangle
 from peer.tangle.transaction import CODEC_DAG_CBOR, CODEC_RAW, Transaction, cid_for
@@ -87,7 +88,7 @@ class SyntheticApi:
     def peers(self) -> list[str]:
         return list(self.names)
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
         name = self._check(peer)
         with self.lock:
             tangle = self.builder.tangle

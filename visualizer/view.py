@@ -326,18 +326,22 @@ class TangleView:
                 edge_width = np.array([style.REF_EDGE_WIDTH if c else style.EDGE_WIDTH for c in edge_inside])
                 self.edges.patch({"color": [(edges, edge_color)], "width": [(edges, edge_width)]})
             return
-        outline, width, edge_color, edge_width = [], [], [], []
+        # per-row patches (distinct names: the branch above binds whole-column values)
+        outlines: list[tuple[int, str]] = []
+        widths: list[tuple[int, float]] = []
+        edge_colors: list[tuple[int, str]] = []
+        edge_widths: list[tuple[int, float]] = []
         for i in changed:
-            inside = i in cone
-            outline.append((i, style.REFERENCE_COLOR if inside else style.OUTLINE_COLOR))
-            width.append((i, style.REF_NODE_WIDTH if inside else style.NODE_WIDTH))
+            in_cone = i in cone
+            outlines.append((i, style.REFERENCE_COLOR if in_cone else style.OUTLINE_COLOR))
+            widths.append((i, style.REF_NODE_WIDTH if in_cone else style.NODE_WIDTH))
             first = self.edge_start[i]
             for row_index in range(first, first + len(self.graph.nodes[i].parents)):
-                edge_color.append((row_index, style.REFERENCE_COLOR if inside else style.EDGE_COLOR))
-                edge_width.append((row_index, style.REF_EDGE_WIDTH if inside else style.EDGE_WIDTH))
-        self.nodes.patch({"outline": outline, "width": width})
-        if edge_color:
-            self.edges.patch({"color": edge_color, "width": edge_width})
+                edge_colors.append((row_index, style.REFERENCE_COLOR if in_cone else style.EDGE_COLOR))
+                edge_widths.append((row_index, style.REF_EDGE_WIDTH if in_cone else style.EDGE_WIDTH))
+        self.nodes.patch({"outline": outlines, "width": widths})
+        if edge_colors:
+            self.edges.patch({"color": edge_colors, "width": edge_widths})
 
     def select(self, index: int | None) -> tuple[int, int]:
         """Highlight the past and future cones of one node; returns their sizes (without the node)."""

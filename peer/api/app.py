@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from peer.api.documents import TransactionsDocument
+
 
 class ApiSource(Protocol):
     def peers(self) -> list[str]: ...
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]: ...
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument: ...
 
     def peer_info(self, peer: str | None) -> dict[str, Any]: ...
 

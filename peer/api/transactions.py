@@ -6,8 +6,8 @@ in insertion order, which never changes for a given peer, so an index is a stabl
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
+from peer.api.documents import TransactionNode, TransactionsDocument
 from peer.tangle.dag import Tangle
 
 
@@ -18,8 +18,8 @@ def transactions_document(
     since: int = 0,
     reference: Collection[str] = (),
     malicious_authors: Collection[str] = (),
-) -> dict[str, Any]:
-    nodes = []
+) -> TransactionsDocument:
+    nodes: list[TransactionNode] = []
     for index, tx in enumerate(tangle):
         if index < since:
             continue

@@ -16,22 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from peer.backends.base import BlockNotFound, Message
+from peer.bounded import LruDict
 from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsApiError, IpfsConnectionError, IpfsError, IpfsTimeout, IpfsTooLarge
 from peer.ipld import CODEC_DAG_CBOR, BlockVerificationError, cid_codec, verify_file
 from peer.metrics import PeerInstruments
+from peer.retry import Backoff, retry
 from peer.tangle.transaction import InvalidTransaction
 
 log = logging.getLogger(__name__)
 
 _TRANSIENT = (IpfsConnectionError, IpfsTimeout)
+MAX_SIZES = 4096
 
 
 class IpfsStorage:
@@ -41,9 +43,11 @@ class IpfsStorage:
         self.client = client
         self.metrics = metrics if metrics is not None else PeerInstruments.detached()
         self.pins: dict[str, int] = defaultdict(int)
-        self.sizes: dict[str, int] = {}  # bytes of what we stored or fetched, for the pinned-bytes gauge
+        # bytes of what we recently stored or fetched (for the pinned-bytes gauge): bounded, since most of
+        # what a long-running peer fetches is never pinned; a pinned CID's size moves to `pinned_sizes`
+        self.sizes: LruDict[str, int] = LruDict(MAX_SIZES)
+        self.pinned_sizes: dict[str, int] = {}
         self.pinned_bytes = 0
-        self._pinned_sizes: dict[str, int] = {}  # what each pinned CID added to pinned_bytes
         self._pin_lock = asyncio.Lock()
 
     async def put_weights(self, data: bytes) -> str:
@@ -101,14 +105,14 @@ class IpfsStorage:
             recursive = cid_codec(cid) != CODEC_DAG_CBOR
             with self.metrics.ipfs_request("pin/add"):
                 await self.client.pin_add(cid, recursive=recursive)
-            size = self.sizes.get(cid)
+            size = self.sizes.pop(cid, None)
             if size is None and recursive:  # weights the window pinned before anyone here read them
                 with self.metrics.ipfs_request("files/stat"):
                     size = await self.client.file_size(cid)
             async with self._pin_lock:
                 self.pins[cid] += 1
                 if self.pins[cid] == 1:
-                    self._pinned_sizes[cid] = size or 0
+                    self.pinned_sizes[cid] = size or 0
                     self.pinned_bytes += size or 0
             self.metrics.set_pinned_bytes(self.pinned_bytes)
 
@@ -121,8 +125,7 @@ class IpfsStorage:
                     continue
                 self.pins.pop(cid, None)
                 if count == 1:
-                    self.sizes.pop(cid, None)
-                    self.pinned_bytes -= self._pinned_sizes.pop(cid, 0)
+                    self.pinned_bytes -= self.pinned_sizes.pop(cid, 0)
             if count == 0:
                 continue
             try:
@@ -158,26 +161,21 @@ class IpfsBroker:
     ) -> None:
         self.client = client
         self.metrics = metrics if metrics is not None else PeerInstruments.detached()
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
+        self.backoff = Backoff(min_backoff, max_backoff)
         self.publish_attempts = publish_attempts
         self.state = SubscriptionState(since=time.monotonic())
 
     async def publish(self, topic: str, data: bytes) -> None:
         # an announcement repeated is harmless (intake is idempotent), so transient failures are retried
-        for attempt in range(self.publish_attempts):
-            try:
-                with self.metrics.ipfs_request("pubsub/pub"):
-                    await self.client.pubsub_pub(topic, data)
-                return
-            except _TRANSIENT:
-                if attempt + 1 == self.publish_attempts:
-                    raise
-                await asyncio.sleep(self.min_backoff * 2**attempt)
+        async def publish_once() -> None:
+            with self.metrics.ipfs_request("pubsub/pub"):
+                await self.client.pubsub_pub(topic, data)
+
+        await retry(publish_once, backoff=self.backoff, retry_on=_TRANSIENT, attempts=self.publish_attempts)
 
     async def subscribe(self, topic: str) -> AsyncIterator[Message]:
         """Messages of ``topic`` forever: a lost subscription is reopened with backoff, never given up."""
-        backoff = self.min_backoff
+        retries = 0  # since the subscription last worked
         first = True
         while True:
             subscription = self.client.pubsub_sub(topic)
@@ -190,17 +188,20 @@ class IpfsBroker:
                     log.info("PubSub subscription to %s reopened (%d so far)", topic, self.state.reconnects)
                 first = False
                 self._set(connected=True)
-                backoff = self.min_backoff
+                retries = 0
                 async for message in subscription:
                     yield Message(sender=message.from_peer, data=message.data)
             except IpfsError as error:
                 self._set(connected=False, error=f"{type(error).__name__}: {error}")
-                log.warning("PubSub subscription to %s lost (%s); retrying in %.1f s", topic, error, backoff)
+                delay = self.backoff.delay(retries)
+                log.warning("PubSub subscription to %s lost (%s); retrying in %.1f s", topic, error, delay)
+            else:
+                delay = self.backoff.delay(retries)
             finally:
                 await subscription.aclose()
             first = False
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
-            backoff = min(backoff * 2, self.max_backoff)
+            retries += 1
+            await asyncio.sleep(delay)
 
     def _set(self, *, connected: bool, error: str = "") -> None:
         self.state.connected = connected

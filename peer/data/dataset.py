@@ -16,6 +16,7 @@ class Dataset:
     y: np.ndarray
     num_classes: int
     writers: np.ndarray | None = None  # writer id per sample (FEMNIST); None where unknown
+    test_mask: np.ndarray | None = None  # per sample: in the source's own test split (LEAF); None: no split
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -127,6 +127,8 @@ def peer_data(
 ) -> PeerData:
     """The shard of peer `peer_index`, split into local train and test sets.
 
+    Where the dataset has its own test split (LEAF's `test/`), the shard's samples from it are the peer's
+    test set and `test_fraction` is not used (unless the shard holds none, or only, test samples).
     Depends only on its arguments, so each peer can compute its own share with no coordination.
     """
     _check_num_peers(num_peers)
@@ -138,6 +140,16 @@ def peer_data(
     shard = split_indices(dataset, num_peers, scheme, alpha, seed)[peer_index]
     if len(shard) < 2:
         raise ValueError(f"peer {peer_index} got {len(shard)} sample(s); a train/test split needs at least 2")
+    if dataset.test_mask is not None:
+        in_test = dataset.test_mask[shard]
+        if in_test.any() and not in_test.all():
+            test, train = shard[in_test], shard[~in_test]
+            return PeerData(
+                train_x=dataset.x[train],
+                train_y=dataset.y[train],
+                test_x=dataset.x[test],
+                test_y=dataset.y[test],
+            )
     rng = np.random.default_rng([seed, _LOCAL_SPLIT_STREAM, peer_index])
     shuffled = rng.permutation(shard)
     n_test = min(max(round(len(shard) * test_fraction), 1), len(shard) - 1)

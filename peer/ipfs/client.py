@@ -34,7 +34,6 @@ import base64
 import enum
 import json
 import os
-import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,7 @@ from peer.ipld import (
     normalize_cid,
     verify_block,
 )
+from peer.retry import Backoff, retry
 
 # Error bodies are small; anything bigger is not an error body worth keeping.
 _MAX_ERROR_BODY = 64 * 1024
@@ -228,19 +228,12 @@ class IpfsClient:
         max_bytes: int | None = None,
         idempotent: bool = False,
     ) -> tuple[bytes, httpx.Headers]:
-        attempts = 1 + (self.retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                return await self._request_once(
-                    path, params, files, self._timeout(request_timeout), max_bytes
-                )
-            except (IpfsConnectionError, IpfsTimeout):
-                if attempt + 1 >= attempts:
-                    raise
-                delay = min(self.backoff * 2**attempt, self.max_backoff)
-                # Jitter so peers that lost the same node do not retry in lockstep.
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
-        raise AssertionError("unreachable")
+        return await retry(
+            lambda: self._request_once(path, params, files, self._timeout(request_timeout), max_bytes),
+            backoff=Backoff(self.backoff, max(self.backoff, self.max_backoff)),
+            retry_on=(IpfsConnectionError, IpfsTimeout),
+            attempts=1 + (self.retries if idempotent else 0),
+        )
 
     async def _request_once(
         self,
@@ -438,12 +431,6 @@ class IpfsClient:
             except BlockVerificationError as e:
                 raise IpfsVerificationError(str(e)) from e
         return body
-
-    async def block_get_verified(
-        self, cid: str, *, max_bytes: int, request_timeout: TimeoutArg = DEFAULT
-    ) -> bytes:
-        """:meth:`block_get` that always verifies the hash (explicit name for call sites that rely on it)."""
-        return await self.block_get(cid, max_bytes=max_bytes, verify=True, request_timeout=request_timeout)
 
     async def block_put(
         self,
@@ -705,7 +692,8 @@ class Subscription:
             if len(self._buffer) > self._max_line_bytes:
                 await self.aclose()
                 raise IpfsTooLarge(self._max_line_bytes, "pubsub message line")
-            assert self._chunks is not None
+            if self._chunks is None:
+                raise IpfsConnectionError(f"subscription to {self.topic!r} was not started")
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:

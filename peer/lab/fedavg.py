@@ -6,6 +6,7 @@ import numpy as np
 
 from peer.config import LabSettings
 from peer.data.dataset import PeerData
+from peer.lab.results import Evaluation
 from peer.learning import poisoning
 from peer.models.base import Model, TrainParams, Weights
 from peer.models.weights import average_weights
@@ -21,37 +22,43 @@ class FedAvg:
         self.weights = initial
         self.malicious = set(settings.malicious_peers)
         self.params = TrainParams(settings.learning_rate, settings.batch_size, settings.local_epochs)
+        # the same attack as the tangle's malicious peers, from the same registry
+        self.attack = poisoning.poisoning_for(settings.poison)
+        self.num_classes = int(getattr(model, "num_classes", 0)) or None
 
     def round(self, round_index: int, active: list[int]) -> None:
-        updates, sizes = [], []
+        updates: list[Weights] = []
+        sizes: list[int] = []
         for index in active:
             rng = np.random.default_rng([self.settings.seed, index, round_index, FEDAVG])
             data = self.data[index]
             attacking = index in self.malicious and round_index >= self.settings.poison_from
-            if attacking and self.settings.poison == "random":
-                updates.append(poisoning.random_weights(self.weights, rng))
-            else:
-                labels = data.train_y
-                if attacking and self.settings.poison == "labelflip":
-                    labels = poisoning.flip_labels(labels)
-                updates.append(self.model.train(self.weights, data.train_x, labels, self.params, rng))
+            behaviour = self.attack if attacking else poisoning.POISONINGS["none"]
+            updates.append(behaviour.update(self.weights, data.train_y, self._trainer(data, rng), rng))
             sizes.append(len(data.train_y))
         if updates:
-            self.weights = average_weights(updates, np.asarray(sizes, dtype=np.float64) / sum(sizes))
+            total = sum(sizes)
+            self.weights = average_weights(updates, [size / total for size in sizes])
 
-    def evaluate(self, honest: list[int]) -> dict[str, float]:
+    def _trainer(self, data: PeerData, rng: np.random.Generator) -> poisoning.Train:
+        def train(labels: np.ndarray) -> Weights:
+            return self.model.train(self.weights, data.train_x, labels, self.params, rng)
+
+        return train
+
+    def evaluate(self, honest: list[int]) -> Evaluation:
         """The global model on each honest peer's local test set, averaged like the tangle's metric."""
-        accuracies, losses, threes, as_eight = [], [], 0, 0
+        accuracies, losses, confusions = [], [], []
         for index in honest:
             data = self.data[index]
             metrics = self.model.evaluate(self.weights, data.test_x, data.test_y)
             accuracies.append(metrics.accuracy)
             losses.append(metrics.loss)
-            t, e = poisoning.flip_counts(self.model.predict(self.weights, data.test_x), data.test_y)
-            threes += t
-            as_eight += e
-        return {
-            "accuracy": float(np.mean(accuracies)),
-            "loss": float(np.mean(losses)),
-            "misclassification_3_as_8": as_eight / threes if threes else 0.0,
-        }
+            predicted = self.model.predict(self.weights, data.test_x)
+            classes = self.num_classes or int(max(data.test_y.max(), predicted.max())) + 1
+            confusions.append(poisoning.confusion_matrix(predicted, data.test_y, classes))
+        return Evaluation(
+            accuracy=float(np.mean(accuracies)),
+            loss=float(np.mean(losses)),
+            confusion=poisoning.pooled(confusions),
+        )

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from peer.api.app import resolve_peer
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.node.announcement import decode_announcement
 from peer.tangle.dag import Tangle
@@ -55,7 +56,7 @@ class LabApiSource:
     def _author(self, peer: str | None) -> str:
         return resolve_peer(peer, self.authors)
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
         author = self._author(peer)
         with self._lock:
             return transactions_document(

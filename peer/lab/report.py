@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -12,8 +13,14 @@ from rich.table import Table
 
 from peer.lab.runner import LabResult
 
+# writes a report of a lab output folder, returns its path (or None when it cannot be made): the command line
+# passes the visualizer's report.html here, so that the peer never imports the visualizer
+ReportWriter = Callable[[Path], Path | None]
 
-def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
+
+def write_outputs(
+    result: LabResult, out: Path, reports: Mapping[str, ReportWriter] | None = None
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out / "summary.json",
@@ -33,11 +40,10 @@ def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
         paths["car"] = out / result.backend["car"]
     if not plot_accuracy(result, paths["plot"]):
         del paths["plot"]  # no matplotlib (the lab extra): the peer image runs labs without plots
-    from visualizer.report import write_lab_report
-
-    report = write_lab_report(out)  # None without Bokeh (the viz extra)
-    if report is not None:
-        paths["report"] = report
+    for name, write in (reports or {}).items():
+        written = write(out)  # None: the writer has nothing to add (e.g. Bokeh missing)
+        if written is not None:
+            paths[name] = written
     return paths
 
 
@@ -53,10 +59,9 @@ def plot_accuracy(result: LabResult, path: Path) -> bool:
     rounds = [r.round for r in result.rounds]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(rounds, [r.tangle_accuracy for r in result.rounds], label="tangle (reference model)", marker=".")
-    if result.rounds[0].fedavg_accuracy is not None:
-        ax.plot(
-            rounds, [r.fedavg_accuracy for r in result.rounds], label="FedAvg", marker=".", linestyle="--"
-        )
+    fedavg = [r.fedavg_accuracy for r in result.rounds]
+    if all(a is not None for a in fedavg):
+        ax.plot(rounds, fedavg, label="FedAvg", marker=".", linestyle="--")  # type: ignore[arg-type]
     if result.settings.poison == "labelflip":
         ax.plot(
             rounds, [r.tangle_misclassification_3_as_8 for r in result.rounds], label="tangle: 3 read as 8"
@@ -84,13 +89,16 @@ def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -
     has_baseline = "fedavg" in summary
     if has_baseline:
         table.add_column("FedAvg", justify="right")
-    keys = [("accuracy", "{:.3f}"), ("loss", "{:.3f}")]
-    if result.settings.poison == "labelflip":
-        keys.append(("misclassification_3_as_8", "{:.1%}"))
-    for key, fmt in keys:
-        row = [key.replace("_", " "), fmt.format(summary["tangle"][key])]
+    for key in ("accuracy", "loss"):
+        row = [key, f"{summary['tangle'][key]:.3f}"]
         if has_baseline:
-            row.append(fmt.format(summary["fedavg"][key]))
+            row.append(f"{summary['fedavg'][key]:.3f}")
+        table.add_row(*row)
+    for cell in summary["tangle"].get("watch", {}):  # --watch, or the attack's own cells (3:8 for labelflip)
+        true, predicted = cell.split(":")
+        row = [f"{true} read as {predicted}", f"{summary['tangle']['watch'][cell]:.1%}"]
+        if has_baseline:
+            row.append(f"{summary['fedavg']['watch'][cell]:.1%}")
         table.add_row(*row)
     console.print(table)
     t = summary["tangle"]

@@ -21,7 +21,9 @@ from peer.config import LabSettings
 from peer.data import Dataset, load_dataset, peer_data
 from peer.lab.fedavg import FedAvg
 from peer.lab.live import LabApiSource
+from peer.lab.results import Announced, Evaluation, PeerEvaluation, TrainResult
 from peer.lab.worker import LabWorker, author_name, serve
+from peer.learning import poisoning
 from peer.learning.genesis import genesis_weights
 from peer.metrics import LabMetrics, metrics_app
 from peer.models import Model, create_model
@@ -43,6 +45,10 @@ RUNTIME_ONLY = {
 }
 
 
+class LabError(RuntimeError):
+    """The lab cannot go on: a worker failed or died. The message is one line for the command line."""
+
+
 class WorkerHandle:
     """The same calls on a LabWorker in this process or in a child process."""
 
@@ -50,7 +56,10 @@ class WorkerHandle:
         self.peers = peers
         self._local: LabWorker | None = None
         if in_process:
-            self._local = LabWorker(settings, peers)
+            try:
+                self._local = LabWorker(settings, peers)
+            except Exception as error:  # the same one line as from a worker process
+                raise LabError(f"lab worker failed: {type(error).__name__}: {error}") from error
             return
         # numpy is imported before any code of the child runs, so the thread limit must be in the environment
         # the child inherits: the peers' matrices are small, and BLAS threads in every worker only fight over
@@ -63,14 +72,18 @@ class WorkerHandle:
             target=serve, args=(child, settings.model_dump_json(), peers), daemon=True
         )
         self._process.start()
-        self._pending = False
+        # the child holds its own copy: with the parent's closed, a dead child is an EOF here, not a hang
+        child.close()
         self._expect()
 
     def start(self, method: str, *args: Any) -> None:
         if self._local is not None:
             self._result = getattr(self._local, method)(*args)
-        else:
+            return
+        try:
             self._conn.send((method, args))
+        except OSError:  # the worker is gone (its end of the pipe closed)
+            raise self._died() from None
 
     def result(self) -> Any:
         if self._local is not None:
@@ -86,17 +99,28 @@ class WorkerHandle:
             self._local.close()
             return
         try:
-            self.call("close")
+            if self._process.is_alive():
+                self.call("close")
+        except (LabError, OSError):
+            pass  # already reported by the call that met it; the process is ended below
         finally:
+            self._conn.close()
             self._process.join(timeout=10)
             if self._process.is_alive():
                 self._process.kill()
 
     def _expect(self) -> Any:
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
         if status == "error":
-            raise RuntimeError(f"lab worker failed: {value}")
+            raise LabError(f"lab worker failed: {value}")
         return value
+
+    def _died(self) -> LabError:
+        self._process.join(timeout=5)
+        return LabError(f"a lab worker died (exit code {self._process.exitcode})")
 
 
 @dataclass
@@ -124,15 +148,21 @@ class LabResult:
     trainings: int
     rejected: dict[str, int] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)  # over IPFS: nodes, peers per node, tangle.car
+    # the last round's evaluations (honest peers' test sets): the tangle's reference models and FedAvg's
+    tangle_evaluation: Evaluation | None = None
+    fedavg_evaluation: Evaluation | None = None
 
     def summary(self) -> dict[str, Any]:
         """Deterministic for a given configuration: no wall-clock values in here."""
         last = self.rounds[-1]
+        watched = self.settings.watched
+        tangle = self.tangle_evaluation.report(watched) if self.tangle_evaluation else {}
         out: dict[str, Any] = {
             "tangle": {
                 "accuracy": last.tangle_accuracy,
                 "loss": last.tangle_loss,
                 "misclassification_3_as_8": last.tangle_misclassification_3_as_8,
+                **{k: v for k, v in tangle.items() if k in ("watch", "recall", "confusion")},
                 "transactions": last.transactions,
                 "tips": last.tips,
                 "published": sum(r.published for r in self.rounds),
@@ -147,12 +177,8 @@ class LabResult:
             out["config"]["ipfs"] = {
                 k: self.backend[k] for k in ("implementation", "version") if k in self.backend
             }
-        if last.fedavg_accuracy is not None:
-            out["fedavg"] = {
-                "accuracy": last.fedavg_accuracy,
-                "loss": last.fedavg_loss,
-                "misclassification_3_as_8": last.fedavg_misclassification_3_as_8,
-            }
+        if self.fedavg_evaluation is not None:
+            out["fedavg"] = self.fedavg_evaluation.report(watched)
         return out
 
 
@@ -176,7 +202,7 @@ def _run(
     started = time.perf_counter()
     workers = min(settings.workers, settings.peers)
     assignment = [list(range(w, settings.peers, workers)) for w in range(workers)]
-    handles = [WorkerHandle(settings, peers, in_process=workers == 1) for peers in assignment]
+    handles = _start_workers(settings, assignment)
     malicious = settings.malicious_peers
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
     # the runner's own copy of the data and model, for the baseline and the live API (workers load their own)
@@ -185,6 +211,8 @@ def _run(
     fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
     trainings = 0
+    tangle_evaluation: Evaluation | None = None
+    fedavg_evaluation: Evaluation | None = None
     lab_metrics = LabMetrics() if settings.metrics_port is not None else None
     live, server = _live_api(settings, model, lab_metrics)
     metrics_server = _metrics_server(settings, lab_metrics)
@@ -198,7 +226,9 @@ def _run(
                 handle.start("train", round_index, [i for i in active if i in handle.peers])
             if fedavg is not None:
                 fedavg.round(round_index, active)  # overlaps with the workers' training
-            results, blocks, announcements = [], {}, []
+            results: list[TrainResult] = []
+            blocks: dict[str, bytes] = {}
+            announcements: list[Announced] = []
             for handle in handles:
                 worker_results, worker_blocks, worker_announcements = handle.result()
                 results.extend(worker_results)
@@ -213,7 +243,7 @@ def _run(
                 handle.result()
             for handle in handles:
                 handle.start("evaluate", round_index)
-            evaluations: dict[int, dict[str, Any]] = {}
+            evaluations: dict[int, PeerEvaluation] = {}
             for handle in handles:
                 evaluations.update(handle.result())
             if live is not None:
@@ -221,15 +251,15 @@ def _run(
                     round_index,
                     blocks,
                     announcements,
-                    {author_name(i): e["reference"] for i, e in evaluations.items()},
-                    {author_name(i): e["accuracy"] for i, e in evaluations.items()},
+                    {author_name(i): e.reference for i, e in evaluations.items()},
+                    {author_name(i): e.accuracy for i, e in evaluations.items()},
                 )
-            record = _record(round_index, active, results, evaluations, honest)
+            record, tangle_evaluation = _record(round_index, active, results, evaluations, honest)
             if fedavg is not None:
-                baseline = fedavg.evaluate(honest)
-                record.fedavg_accuracy = baseline["accuracy"]
-                record.fedavg_loss = baseline["loss"]
-                record.fedavg_misclassification_3_as_8 = baseline["misclassification_3_as_8"]
+                fedavg_evaluation = fedavg.evaluate(honest)
+                record.fedavg_accuracy = fedavg_evaluation.accuracy
+                record.fedavg_loss = fedavg_evaluation.loss
+                record.fedavg_misclassification_3_as_8 = fedavg_evaluation.misclassification_3_as_8
             if lab_metrics is not None:
                 lab_metrics.update([handle.call("metrics_snapshot") for handle in handles], record)
             records.append(record)
@@ -242,7 +272,7 @@ def _run(
         backend = finish(tangle) if finish is not None else {}
         rejected: dict[str, int] = {}
         for evaluation in evaluations.values():
-            for reason, count in evaluation["rejected"].items():
+            for reason, count in evaluation.rejected.items():
                 rejected[reason] = rejected.get(reason, 0) + count
         if (server is not None or metrics_server is not None) and settings.linger:
             time.sleep(settings.linger)
@@ -262,7 +292,22 @@ def _run(
         trainings=trainings,
         rejected=rejected,
         backend=backend,
+        tangle_evaluation=tangle_evaluation,
+        fedavg_evaluation=fedavg_evaluation,
     )
+
+
+def _start_workers(settings: LabSettings, assignment: list[list[int]]) -> list[WorkerHandle]:
+    """One worker per share of the peers; if one fails to start, the ones already started are stopped."""
+    handles: list[WorkerHandle] = []
+    try:
+        for peers in assignment:
+            handles.append(WorkerHandle(settings, peers, in_process=len(assignment) == 1))
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        raise
+    return handles
 
 
 def _live_api(
@@ -287,7 +332,7 @@ def _live_api(
 
 
 def _metrics_server(settings: LabSettings, lab_metrics: LabMetrics | None) -> BackgroundServer | None:
-    if lab_metrics is None or settings.metrics_port == settings.api_port:
+    if lab_metrics is None or settings.metrics_port is None or settings.metrics_port == settings.api_port:
         return None
     server = BackgroundServer(
         metrics_app(lab_metrics.registry), host=settings.api_host, port=settings.metrics_port
@@ -326,20 +371,24 @@ def _baseline(settings: LabSettings, dataset: Dataset, model: Model) -> FedAvg |
 def _record(
     round_index: int,
     active: list[int],
-    results: list,
-    evaluations: dict[int, dict[str, Any]],
+    results: list[TrainResult],
+    evaluations: dict[int, PeerEvaluation],
     honest: list[int],
-) -> RoundRecord:
+) -> tuple[RoundRecord, Evaluation]:
     counted = honest or list(evaluations)
-    threes = sum(evaluations[i]["threes"] for i in counted)
-    as_eight = sum(evaluations[i]["threes_as_eight"] for i in counted)
-    return RoundRecord(
+    evaluation = Evaluation(
+        accuracy=float(np.mean([evaluations[i].accuracy for i in counted])),
+        loss=float(np.mean([evaluations[i].loss for i in counted])),
+        confusion=poisoning.pooled([evaluations[i].confusion for i in counted]),
+    )
+    record = RoundRecord(
         round=round_index,
         active=len(active),
         published=sum(1 for r in results if r.published),
-        transactions=max(e["transactions"] for e in evaluations.values()),
-        tips=evaluations[counted[0]]["tips"],
-        tangle_accuracy=float(np.mean([evaluations[i]["accuracy"] for i in counted])),
-        tangle_loss=float(np.mean([evaluations[i]["loss"] for i in counted])),
-        tangle_misclassification_3_as_8=as_eight / threes if threes else 0.0,
+        transactions=max(e.transactions for e in evaluations.values()),
+        tips=evaluations[counted[0]].tips,
+        tangle_accuracy=evaluation.accuracy,
+        tangle_loss=evaluation.loss,
+        tangle_misclassification_3_as_8=evaluation.misclassification_3_as_8,
     )
+    return record, evaluation

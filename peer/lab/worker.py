@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.connection
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage
@@ -23,6 +22,7 @@ from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
 from peer.data import load_dataset, peer_data
 from peer.ipfs.client import IpfsClient
+from peer.lab.results import Announced, PeerEvaluation, TrainResult
 from peer.metrics import PeerInstruments, PeerMetrics, snapshot
 from peer.models import create_model
 from peer.node.announcement import Announcement, decode_announcement
@@ -38,14 +38,6 @@ def peer_rng(seed: int, peer: int, round_index: int, purpose: int) -> np.random.
 
 def author_name(index: int) -> str:
     return f"lab-peer-{index:03d}"
-
-
-@dataclass
-class TrainResult:
-    peer: int
-    published: str | None
-    accuracy: float | None  # the new model's, on the peer's local test set
-    reason: str
 
 
 class LabWorker:
@@ -112,10 +104,12 @@ class LabWorker:
         author = self.loop.run_until_complete(client.id()).peer_id
         return IpfsStorage(client, instruments), IpfsBroker(client, instruments), author
 
-    def train(self, round_index: int, active: list[int]) -> tuple[list[TrainResult], dict[str, bytes], list]:
+    def train(
+        self, round_index: int, active: list[int]
+    ) -> tuple[list[TrainResult], dict[str, bytes], list[Announced]]:
         """Train the active peers hosted here; returns results, new blocks and announcements."""
         self._round = round_index
-        results = []
+        results: list[TrainResult] = []
         for index in active:
             peer = self.peers[index]
             attacking = peer.learner.malicious and round_index >= self.settings.poison_from
@@ -129,10 +123,11 @@ class LabWorker:
         announcements = [(topic, m.sender, m.data) for topic, m in self.broker.drain_outbox()]
         return results, self.storage.drain_new(), announcements
 
-    async def _published(self, results: list[TrainResult]) -> tuple[dict[str, bytes], list]:
+    async def _published(self, results: list[TrainResult]) -> tuple[dict[str, bytes], list[Announced]]:
         """Over IPFS the announcements went out for real; the runner still learns the round's transaction
         blocks (not weights) for its live API, in the shape the memory backend gives them."""
-        blocks, announcements = {}, []
+        blocks: dict[str, bytes] = {}
+        announcements: list[Announced] = []
         for result in results:
             if result.published is not None:
                 peer = self.peers[result.peer]
@@ -143,7 +138,7 @@ class LabWorker:
                 announcements.append((peer.topic, peer.author, data))
         return blocks, announcements
 
-    def deliver(self, blocks: dict[str, bytes], announcements: list[tuple[str, str, bytes]]) -> None:
+    def deliver(self, blocks: dict[str, bytes], announcements: list[Announced]) -> None:
         """Everything published this round, by every worker, reaches every peer here in the same order.
 
         Over IPFS the announcements travel over PubSub, which is asynchronous; the round ends once every peer
@@ -171,29 +166,28 @@ class LabWorker:
 
         self.loop.run_until_complete(feed())
 
-    def evaluate(self, round_index: int) -> dict[int, dict[str, Any]]:
+    def evaluate(self, round_index: int) -> dict[int, PeerEvaluation]:
         """Each peer's reference model on its own test set."""
         out = {}
         for index, peer in self.peers.items():
             rng = peer_rng(self.settings.seed, index, round_index, EVALUATE)
             ref = self.loop.run_until_complete(peer.reference(rng))
             self._references[index] = ref.transactions
-            out[index] = {
-                "accuracy": ref.metrics.accuracy,
-                "loss": ref.metrics.loss,
-                "threes": ref.threes,
-                "threes_as_eight": ref.threes_as_eight,
-                "transactions": len(peer.tangle),
-                "tips": len(peer.tangle.tips),
-                "reference": ref.transactions,
-                "rejected": dict(peer.builder.rejected),
-                "unresolved": peer.builder.unresolved,
-                "weights_hits": peer.weights.hits,
-                "weights_misses": peer.weights.misses,
-            }
+            out[index] = PeerEvaluation(
+                accuracy=ref.metrics.accuracy,
+                loss=ref.metrics.loss,
+                confusion=ref.confusion,
+                transactions=len(peer.tangle),
+                tips=len(peer.tangle.tips),
+                reference=ref.transactions,
+                rejected=dict(peer.builder.rejected),
+                unresolved=peer.builder.unresolved,
+                weights_hits=peer.weights.hits,
+                weights_misses=peer.weights.misses,
+            )
         return out
 
-    def export(self, index: int, since: int = 0) -> dict[str, Any]:
+    def export(self, index: int, since: int = 0) -> TransactionsDocument:
         """The peer's tangle as its `/api/transactions` would serve it."""
         peer = self.peers[index]
         malicious = {author_name(i) for i in self.settings.malicious_peers}
@@ -225,8 +219,14 @@ class LabWorker:
 def serve(
     connection: multiprocessing.connection.Connection, settings_json: str, peer_indices: list[int]
 ) -> None:
-    """Entry point of a worker process: answer calls until told to stop."""
-    worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
+    """Entry point of a worker process: answer calls until told to stop. An error while starting (a
+    dataset that cannot be read, say) is sent as one line, and the process ends: the runner stops the lab."""
+    try:
+        worker = LabWorker(LabSettings.model_validate_json(settings_json), peer_indices)
+    except Exception as error:
+        connection.send(("error", f"{type(error).__name__}: {error}"))
+        connection.close()
+        return
     connection.send(("ready", None))
     while True:
         method, args = connection.recv()

@@ -11,18 +11,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peer.bounded import LruDict
 from peer.config import LearningSettings
 from peer.data.dataset import PeerData
-from peer.learning import poisoning
+from peer.learning import poisoning, rules
 from peer.learning.weights_source import WeightsSource, WeightsUnavailable
 from peer.metrics import PeerInstruments
 from peer.models.base import Metrics, Model, TrainParams, Weights
 from peer.models.weights import average_weights
-from peer.tangle.consensus import reference_transactions
 from peer.tangle.dag import Tangle
 from peer.tangle.tip_selection import TipSelector
 
 RATING_SAMPLES = 200  # samples of local data used to rate candidate models during walks
+# ratings kept (least recently used forgotten): walks and the reference only rate what lies within the walk
+# window, a few hundred transactions per round even with a hundred peers
+MAX_RATINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,19 @@ class Reference:
     transactions: list[str]
     weights: Weights
     metrics: Metrics
-    threes: int  # true 3s in the local test set
-    threes_as_eight: int  # of which the reference model predicts 8
+    confusion: np.ndarray  # local test set: rows true class, columns predicted class (counts)
+
+    def misread(self, true: int, predicted: int) -> tuple[int, int]:
+        """(samples of class `true`, of which the reference predicts `predicted`): one watched cell."""
+        return int(self.confusion[true].sum()), int(self.confusion[true, predicted])
+
+    @property
+    def threes(self) -> int:  # the label-flip metric's names, kept for the metrics and dashboards
+        return self.misread(poisoning.FLIP_FROM, poisoning.FLIP_TO)[0]
+
+    @property
+    def threes_as_eight(self) -> int:
+        return self.misread(poisoning.FLIP_FROM, poisoning.FLIP_TO)[1]
 
 
 @dataclass
@@ -60,6 +74,10 @@ class Learner:
         self.settings = settings
         self.weights = weights
         self.malicious = malicious
+        # the strategies, chosen by configuration (see peer/learning/rules.py)
+        self.reference_rule = rules.reference_rule(settings.reference_rule)
+        self.publish_rule = rules.publish_rule(settings.publish_rule)
+        self.poisoning = poisoning.poisoning_for(settings.poison)
         self.metrics = metrics if metrics is not None else PeerInstruments.detached()
         self.train_params = TrainParams(
             learning_rate=settings.learning_rate, batch_size=settings.batch_size, epochs=settings.local_epochs
@@ -67,7 +85,7 @@ class Learner:
         count = min(RATING_SAMPLES, len(data.train_y))
         self._rating_x = data.train_x[:count]
         self._rating_y = data.train_y[:count]
-        self._ratings: dict[str, Metrics] = {}
+        self._ratings: LruDict[str, Metrics] = LruDict(MAX_RATINGS)
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, weights: Weights) -> Metrics:
@@ -79,8 +97,6 @@ class Learner:
         if cached is None:
             weights = self.weights.get(tangle.get(tx_id).weights)
             cached = self.model.evaluate(weights, self._rating_x, self._rating_y)
-            if len(self._ratings) > 10_000:
-                self._ratings.clear()
             self._ratings[tx_id] = cached
         return cached
 
@@ -104,28 +120,21 @@ class Learner:
         depth = selector.config.window_depth
         min_height = 0 if depth is None else max(0, tangle.max_height - depth)
         started = time.perf_counter()
-        ranked = reference_transactions(
+        chosen = self.reference_rule.choose(
             tangle,
             selector.walk,
-            sampling_rounds=self.settings.num_of_sampling_round,
-            top_k=None,
+            self.settings,
             min_height=min_height,
+            plausible=lambda t: self.plausible(tangle, t),
+            loss=lambda t: self.rating(tangle, t).loss,
         )
-        # of the best-scored plausible candidates, average the k that do best on the peer's own data
-        candidates = [t for t in ranked if self.plausible(tangle, t)][: self.settings.reference_candidates]
-        candidates.sort(key=lambda t: self.rating(tangle, t).loss)
-        chosen = candidates[: self.settings.reference_top_k] or [tangle.genesis.id]
         self.metrics.consensus_duration.observe(time.perf_counter() - started)
         weights = average_weights([self.weights.get(tangle.get(t).weights) for t in chosen])
-        threes, as_eight = poisoning.flip_counts(
-            self.model.predict(weights, self.data.test_x), self.data.test_y
+        confusion = poisoning.confusion_matrix(
+            self.model.predict(weights, self.data.test_x), self.data.test_y, _num_classes(self.model)
         )
         return Reference(
-            transactions=chosen,
-            weights=weights,
-            metrics=self.evaluate(weights),
-            threes=threes,
-            threes_as_eight=as_eight,
+            transactions=chosen, weights=weights, metrics=self.evaluate(weights), confusion=confusion
         )
 
     def plausible(self, tangle: Tangle, tx_id: str) -> bool:
@@ -156,24 +165,30 @@ class Learner:
         base = average_weights([self.weights.get(tangle.get(t).weights) for t in tips])
         outcome = RoundOutcome(reference=reference, tips=tips)
 
-        if attacking and settings.poison == "random":
-            outcome.weights = poisoning.random_weights(base, rng)
-        else:
-            labels = self.data.train_y
-            if attacking and settings.poison == "labelflip":
-                labels = poisoning.flip_labels(labels)
-            outcome.weights = self.model.train(base, self.data.train_x, labels, self.train_params, rng)
+        behaviour = self.poisoning if attacking else poisoning.POISONINGS["none"]
+        outcome.weights = behaviour.update(
+            base,
+            self.data.train_y,
+            lambda labels: self.model.train(base, self.data.train_x, labels, self.train_params, rng),
+            rng,
+        )
         outcome.metrics = self.evaluate(outcome.weights)
 
         if attacking:
             # an attacker follows no publish rule
             outcome.publish, outcome.reason = True, "malicious"
-        elif settings.publish_rule == "always":
-            outcome.publish, outcome.reason = True, "always"
         else:
-            bar = reference.metrics.loss if settings.publish_rule == "reference" else self.evaluate(base).loss
-            outcome.publish = outcome.metrics.loss < bar
-            outcome.reason = f"loss {outcome.metrics.loss:.4f} vs {settings.publish_rule} {bar:.4f}"
+            outcome.publish, outcome.reason = self.publish_rule.decide(
+                outcome.metrics, reference.metrics, lambda: self.evaluate(base).loss
+            )
         if not outcome.publish:
             outcome.weights = None
         return outcome
+
+
+def _num_classes(model: Model) -> int:
+    """The model's classes (every model here has `num_classes`; the confusion matrix needs its size)."""
+    count = getattr(model, "num_classes", None)
+    if not isinstance(count, int):
+        raise TypeError(f"{model!r} does not say how many classes it has (num_classes)")
+    return count

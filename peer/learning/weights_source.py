@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from peer.bounded import LruDict
 from peer.models.base import Weights, WeightSpec
 from peer.models.weights import WeightsError, decode_weights, weights_nbytes
 
@@ -24,8 +25,14 @@ class WeightsUnavailable(RuntimeError):
         self.reason = reason
 
 
+# weights ids remembered as invalid or recently unreachable: far more than a walk window holds, bounded so a
+# daemon running for months does not grow with every bad announcement it ever saw
+MAX_REMEMBERED = 4096
+
+
 class WeightsSource:
-    """`fetch(weights_id)` returns raw bytes (blocking) or raises; decoding happens on the caller's thread."""
+    """`fetch(weights_id)` returns raw bytes (blocking) or raises; decoding happens on the caller's thread.
+    `clock` (monotonic seconds) is injectable so the retry delay can be tested without sleeping."""
 
     def __init__(
         self,
@@ -35,18 +42,21 @@ class WeightsSource:
         max_bytes: int,
         cache_bytes: int = 64 * 1024 * 1024,
         retry_after: float = 30.0,
+        remember: int = MAX_REMEMBERED,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         # a failed fetch (unreachable, timed out) is not retried for `retry_after` seconds, so walks that
         # keep meeting the same unreachable tip do not each wait a whole timeout for it
         self._retry_after = retry_after
-        self._failed: dict[str, float] = {}
+        self._clock = clock
+        self._failed: LruDict[str, float] = LruDict(remember)
         self._spec = spec
         self._max_bytes = max_bytes
         self._cache_bytes = cache_bytes
         self._cache: OrderedDict[str, Weights] = OrderedDict()
         self._cached_bytes = 0
-        self._unusable: dict[str, str] = {}
+        self._unusable: LruDict[str, str] = LruDict(remember)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -58,10 +68,11 @@ class WeightsSource:
                 self._cache.move_to_end(weights_id)
                 self.hits += 1
                 return self._cache[weights_id]
-            if weights_id in self._unusable:
-                raise WeightsUnavailable(weights_id, self._unusable[weights_id])
+            reason = self._unusable.get(weights_id)
+            if reason is not None:
+                raise WeightsUnavailable(weights_id, reason)
             retry_at = self._failed.get(weights_id)
-            if retry_at is not None and time.monotonic() < retry_at:
+            if retry_at is not None and self._clock() < retry_at:
                 raise WeightsUnavailable(weights_id, "fetch failed recently")
             self.misses += 1
         try:
@@ -75,9 +86,7 @@ class WeightsSource:
             raise WeightsUnavailable(weights_id, f"invalid: {error}") from error
         except Exception as error:
             with self._lock:
-                if len(self._failed) > 10_000:
-                    self._failed.clear()
-                self._failed[weights_id] = time.monotonic() + self._retry_after
+                self._failed[weights_id] = self._clock() + self._retry_after
             raise WeightsUnavailable(weights_id, f"fetch failed: {error}") from error
         self.put(weights_id, weights)
         return weights
@@ -94,14 +103,13 @@ class WeightsSource:
                 _, evicted = self._cache.popitem(last=False)
                 self._cached_bytes -= weights_nbytes(evicted)
 
-    def is_usable(self, weights_id: str) -> bool:
-        """True unless the weights are known to be invalid or cannot be fetched now."""
-        try:
-            self.get(weights_id)
-        except WeightsUnavailable:
-            return False
-        return True
-
     @property
     def unusable(self) -> dict[str, str]:
-        return dict(self._unusable)
+        with self._lock:
+            return dict(self._unusable)
+
+    @property
+    def remembered(self) -> int:
+        """Entries held about bad weights (invalid or recently unreachable): bounded by `remember` each."""
+        with self._lock:
+            return len(self._unusable) + len(self._failed)

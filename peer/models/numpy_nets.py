@@ -306,7 +306,8 @@ class SmallCNN(_NumpyNet):
         grads["conv_2/kernel"], grads["conv_2/bias"], dp1 = _conv3x3_backward(
             da2, cache["cols2"], w["conv_2/kernel"], need_input_grad=True
         )
-        assert dp1 is not None
+        if dp1 is None:  # need_input_grad=True always gives it; a real check survives `python -O`
+            raise RuntimeError("conv_2 backward returned no input gradient")
         da1 = _maxpool2_backward(dp1, cache["arg1"], cache["a1"].shape)
         da1 *= cache["a1"] > 0
         # The input needs no gradient, which saves the most expensive col2im of the pass.

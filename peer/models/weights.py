@@ -167,7 +167,7 @@ def weights_digest(weights: Mapping[str, np.ndarray]) -> bytes:
         array = np.ascontiguousarray(weights[name], dtype="<f4")
         digest.update(name.encode())
         digest.update(repr(array.shape).encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.tobytes())
     return digest.digest()
 
 

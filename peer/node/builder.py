@@ -16,6 +16,7 @@ from collections.abc import Callable
 from peer.backends.base import BlockNotFound, Message, Storage
 from peer.node.announcement import decode_announcement
 from peer.node.guard import TangleGuard
+from peer.retry import Backoff, retry
 from peer.tangle.transaction import MAX_TRANSACTION_BYTES, InvalidTransaction, Transaction, decode_transaction
 
 log = logging.getLogger(__name__)
@@ -108,18 +109,13 @@ class TangleBuilder:
         return await asyncio.shield(future)
 
     async def _fetch_with_retries(self, cid: str) -> Transaction:
-        delay = self.retry_delay
-        for attempt in range(1, self.attempts + 1):
-            try:
-                async with self._semaphore:
-                    block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
-                return self._validate(decode_transaction(cid, block))
-            except BlockNotFound:
-                if attempt == self.attempts:
-                    raise
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        async def fetch() -> Transaction:
+            async with self._semaphore:
+                block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
+            return self._validate(decode_transaction(cid, block))
+
+        backoff = Backoff(self.retry_delay, self.retry_delay * 2 ** max(0, self.attempts - 2))
+        return await retry(fetch, backoff=backoff, retry_on=(BlockNotFound,), attempts=self.attempts)
 
     def _validate(self, tx: Transaction) -> Transaction:
         if tx.model != self.architecture:

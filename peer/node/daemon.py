@@ -24,6 +24,7 @@ import numpy as np
 import uvicorn
 
 from peer.api.app import create_app
+from peer.api.documents import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage, SubscriptionState
@@ -38,11 +39,13 @@ from peer.models import create_model
 from peer.node.announcement import MAX_ANNOUNCED_TIPS, Announcement
 from peer.node.peer import Genesis, Peer, make_genesis, store_genesis
 from peer.node.pinning import PinWindow
+from peer.retry import Backoff, retry
 
 log = logging.getLogger("peer.daemon")
 
 ACTIVITY, TRAIN = 3, 0  # purposes of the random streams (as in the lab)
 MAX_CONCURRENT_INTAKE = 32
+READY_BACKOFF = Backoff(0.5, 10.0)  # waiting for the IPFS node beside us at start-up
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -104,35 +107,40 @@ class PeerDaemon:
         instruments = metrics.peer(self.author)
         storage: Storage
         broker: Broker
-        if s.storage == "ipfs":
-            assert self.client is not None
-            storage = IpfsStorage(self.client, instruments)
-        else:
-            storage = MemoryStorage()
+        storage = IpfsStorage(self._ipfs(), instruments) if s.storage == "ipfs" else MemoryStorage()
         if s.message_broker == "ipfs":
-            assert self.client is not None
-            broker = IpfsBroker(self.client, instruments)
+            broker = IpfsBroker(self._ipfs(), instruments)
         else:
             broker = MemoryBroker().connect(self.author)
         return storage, broker, metrics
 
+    def _ipfs(self) -> IpfsClient:
+        if self.client is None:
+            raise RuntimeError("no IPFS client: neither STORAGE nor MESSAGE_BROKER is ipfs")
+        return self.client
+
     async def _peer_id(self) -> str:
-        assert self.client is not None
-        return (await self.client.id()).peer_id
+        return (await self._ipfs().id()).peer_id
 
     async def _until_ready(self, what: str, call: Any) -> Any:
         """Retry `call` with backoff until it works (a node starting beside us) or SIGTERM."""
-        delay = 0.5
-        while True:
-            try:
-                return await call()
-            except (IpfsError, OSError) as error:
-                log.warning("%s is not ready (%s); retrying in %.1f s", what, error, delay)
+
+        def told(error: BaseException, delay: float) -> None:
+            log.warning("%s is not ready (%s); retrying in %.1f s", what, error, delay)
+
+        async def sleep_unless_stopped(delay: float) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
             if self.stop.is_set():
                 raise asyncio.CancelledError
-            delay = min(delay * 2, 10.0)
+
+        return await retry(
+            call,
+            backoff=READY_BACKOFF,
+            retry_on=(IpfsError, OSError),
+            on_retry=told,
+            sleep=sleep_unless_stopped,
+        )
 
     async def _genesis(self) -> tuple[Any, Genesis]:
         s = self.settings
@@ -192,12 +200,11 @@ class PeerDaemon:
             metrics=instruments,
         )
         self.peer, self.broker = peer, broker
-        self.window = PinWindow(peer.tangle, storage, s.pin_depth)
+        window = self.window = PinWindow(peer.tangle, storage, s.pin_depth)
 
         def inserted(tx: Any) -> None:
             instruments.inserted(tx)
-            assert self.window is not None
-            self.window.changed()
+            window.changed()
 
         peer.builder.on_insert = inserted
         log.info(
@@ -212,17 +219,22 @@ class PeerDaemon:
         server = await self._serve_http(metrics)
         tasks = [
             asyncio.create_task(self._intake(peer), name="intake"),
-            asyncio.create_task(self.window.run(), name="pinning"),
+            asyncio.create_task(window.run(), name="pinning"),
             asyncio.create_task(self._reannounce(peer), name="reannounce"),
         ]
         training = asyncio.create_task(self._training(peer), name="training")
         await self.stop.wait()
         log.info("stopping: waiting for a running round to publish (up to %.0f s)", s.shutdown_grace)
-        await self._shutdown(peer, training, tasks, server)
+        await self._shutdown(peer, window, training, tasks, server)
         return 0
 
     async def _shutdown(
-        self, peer: Peer, training: asyncio.Task[None], tasks: list[asyncio.Task[Any]], server: _Server | None
+        self,
+        peer: Peer,
+        window: PinWindow,
+        training: asyncio.Task[None],
+        tasks: list[asyncio.Task[Any]],
+        server: _Server | None,
     ) -> None:
         if self._round is not None and not self._round.done():
             try:
@@ -230,18 +242,25 @@ class PeerDaemon:
             except TimeoutError:
                 log.warning("a training round was still running after %.0f s", self.settings.shutdown_grace)
         training.cancel()
-        assert self.window is not None
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.window.update(), 10)
-        with contextlib.suppress(Exception):
+        # the two steps SIGTERM promises: a failure is logged (the operator must know what was not pinned or
+        # announced), and shutdown goes on
+        try:
+            await asyncio.wait_for(window.update(), 10)
+        except Exception as error:
+            log.error("stopping: the last pin update failed: %s: %s", type(error).__name__, error)
+        try:
             await asyncio.wait_for(self._announce_tips(peer), 5)
+        except Exception as error:
+            log.error("stopping: the final tip announcement failed: %s: %s", type(error).__name__, error)
         for task in tasks:
             task.cancel()
         await asyncio.gather(training, *tasks, return_exceptions=True)
         if server is not None:
             server.should_exit = True
             await self._server_task
-        log.info("stopped: %d transactions, %d published by this peer", len(peer.tangle), len(peer.published))
+        log.info(
+            "stopped: %d transactions, %d published by this peer", len(peer.tangle), peer.published_count
+        )
 
     async def _serve_http(self, metrics: PeerMetrics) -> _Server | None:
         s = self.settings
@@ -377,7 +396,7 @@ class DaemonApiSource:
     def peers(self) -> list[str]:
         return [self.daemon.author] if self.daemon.peer is not None else []
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
         p = self._peer(peer)
         reference = self.daemon.reference.transactions if self.daemon.reference else ()
         return transactions_document(p.tangle, peer=p.author, since=since, reference=reference)
@@ -396,7 +415,7 @@ class DaemonApiSource:
             "transactions": len(p.tangle),
             "tips": len(p.tangle.tips),
             "depth": p.tangle.max_height,
-            "published": len(p.published),
+            "published": p.published_count,
             "ticks": d.ticks,
             "trainings": d.trainings,
             "lastRound": d.last_round,

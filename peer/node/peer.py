@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from peer.tangle.dag import Tangle
 from peer.tangle.transaction import Transaction, decode_transaction, encode_transaction
 
 FETCH_TIMEOUT = 60.0
+RECENT_PUBLISHED = 64  # this peer's own latest transactions kept at hand (all of them are in the tangle)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ class Peer:
         self.weights.put(genesis.transaction.weights, genesis.weights)
         self.learner = Learner(model, data, settings, self.weights, malicious=malicious, metrics=self.metrics)
         self.metrics.attach(self, model=model.architecture, malicious=malicious)
-        self.published: list[Transaction] = []
+        self.published: deque[Transaction] = deque(maxlen=RECENT_PUBLISHED)
+        self.published_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- intake ------------------------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class Peer:
         tx = decode_transaction(cid, block, verify=False)
         self.guard.add(tx)
         self.published.append(tx)
+        self.published_count += 1
         self.metrics.published(tx, len(data))
         # publish last: once announced, others may fetch it, so it must be stored first
         await self.broker.publish(self.topic, Announcement(cid, tuple(self.tangle.tips[-8:])).encode())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -57,8 +57,9 @@ class TipSelector:
         accuracy: Callable[[str], float] | None = None,
         usable: Callable[[str], bool] | None = None,
     ) -> None:
-        if config.kind == "accuracy" and accuracy is None:
-            raise ValueError("the accuracy walk needs an accuracy function")
+        self.rule = walk_rule(config.kind)
+        if self.rule.needs_accuracy and accuracy is None:
+            raise ValueError(f"the {config.kind} walk needs an accuracy function")
         self.tangle = tangle
         self.config = config
         self.rng = rng
@@ -109,15 +110,53 @@ class TipSelector:
         return found
 
     def _step(self, candidates: list[str]) -> int:
-        if self.config.kind == "accuracy":
-            assert self._accuracy is not None
-            rating = np.array([self._accuracy(c) for c in candidates], dtype=np.float64)
-            spread = rating.max() - rating.min()
-            normalised = (rating - rating.max()) / spread if spread > 0 else np.zeros_like(rating)
-            logits = self.config.accuracy_alpha * normalised
-        else:
-            weights = np.array([self.tangle.cumulative_weight(c) for c in candidates], dtype=np.float64)
-            # exp(-alpha (H_x - H_y)) up to a constant factor; shifting by the max keeps exp finite
-            logits = self.config.alpha * (weights - weights.max())
-        p = np.exp(logits)
+        p = np.exp(self.rule.logits(self, candidates))
         return int(self.rng.choice(len(candidates), p=p / p.sum()))
+
+
+class WalkRule(Protocol):
+    """How a walk steps: log-weights (up to a constant) of the approvers it may step to. A new walk is one
+    class and one entry in `WALKS` (plus its name in `LearningSettings.tip_selector`)."""
+
+    @property
+    def needs_accuracy(self) -> bool: ...
+
+    def logits(self, selector: TipSelector, candidates: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class WeightedWalk:
+    """IOTA: exp(-alpha (H_x - H_y)) with H the cumulative weight."""
+
+    needs_accuracy: bool = False
+
+    def logits(self, selector: TipSelector, candidates: list[str]) -> np.ndarray:
+        weights = np.array([selector.tangle.cumulative_weight(c) for c in candidates], dtype=np.float64)
+        # shifting by the max keeps exp finite
+        return np.asarray(selector.config.alpha * (weights - weights.max()))
+
+
+@dataclass(frozen=True)
+class AccuracyWalk:
+    """Beilharz et al.: the approvers' accuracies on the walker's data, normalised to [-1, 0], times alpha."""
+
+    needs_accuracy: bool = True
+
+    def logits(self, selector: TipSelector, candidates: list[str]) -> np.ndarray:
+        accuracy = selector._accuracy
+        if accuracy is None:
+            raise ValueError("the accuracy walk needs an accuracy function")
+        rating = np.array([accuracy(c) for c in candidates], dtype=np.float64)
+        spread = rating.max() - rating.min()
+        normalised = (rating - rating.max()) / spread if spread > 0 else np.zeros_like(rating)
+        return np.asarray(selector.config.accuracy_alpha * normalised)
+
+
+WALKS: dict[str, WalkRule] = {"weighted": WeightedWalk(), "accuracy": AccuracyWalk()}
+
+
+def walk_rule(kind: str) -> WalkRule:
+    try:
+        return WALKS[kind]
+    except KeyError:
+        raise ValueError(f"unknown walk {kind!r}; expected one of {', '.join(WALKS)}") from None

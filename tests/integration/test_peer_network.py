@@ -8,7 +8,6 @@ cores); the tests run in file order, each on the network as the previous one lef
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,8 +158,7 @@ async def _collect_garbage(net: IpfsTestnet, nodes: list[int]) -> None:
 
 def test_sigterm_loses_no_published_transaction(network: Network) -> None:
     leaving, staying = network.peers[0], network.peers[1]
-    wait_for("a round to be under way", lambda: leaving.info()["trainings"] > 0, timeout=30)
-    time.sleep(1.0)  # land the signal at some point of a round
+    wait_for("a first publication", lambda: leaving.info()["published"] > 0, timeout=60)
     leaving.signal(signal.SIGTERM)
     assert leaving.wait(60) == 0
     out = leaving.output()

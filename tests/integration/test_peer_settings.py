@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peer.ipfs.client import IpfsClient
-from peer.ipfs.testnet import IpfsTestnet
+from peer.ipfs.testnet import IpfsTestnet, wait_for_pubsub_peers
 from peer.ipld import cid_for
 from peer.node.announcement import Announcement
 
@@ -44,6 +44,12 @@ MEMORY = {
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IpfsTestnet]:
     with running_testnet(tmp_path_factory.mktemp("settings-ipfs"), 2) as testnet:
         yield testnet
+
+
+async def _subscribed(node: Any, topic: str, peer_id: str) -> None:
+    """Wait until `node` sees `peer_id` subscribed to `topic` (publishing before that loses the message)."""
+    async with node.client() as client:
+        await wait_for_pubsub_peers(client, topic, [peer_id], within=30)
 
 
 def _peers(tmp_path: Path, *envs: dict[str, str]) -> list[PeerProcess]:
@@ -112,9 +118,14 @@ def test_message_broker(tmp_path: Path, net: IpfsTestnet) -> None:
         topic = pubsub.info()["topic"]
         assert topic in run(_subscriptions(net[0].api_url))
         assert topic not in run(_subscriptions(net[1].api_url))
-        # the quiet peer's transactions never reach the one listening on PubSub
-        time.sleep(2)
+        # the quiet peer's transactions never reach the one listening on PubSub: once a message sent over
+        # PubSub after them has arrived, none of them has
         quiet_ids = {t for t, n in quiet.transactions().items() if n["peer"] != "genesis"}
+        received = pubsub.info()["received"]
+        run(_subscribed(net[1], topic, net[0].peer_id))
+        run(Participant(net[1].api_url, digits_genesis()).announce(Announcement(None, ()).encode()))
+        wait_for("a message over PubSub", lambda: pubsub.info()["received"] > received, timeout=30)
+        assert quiet_ids
         assert not quiet_ids & set(pubsub.transactions())
 
 
@@ -143,7 +154,7 @@ def test_timeout(tmp_path: Path, net: IpfsTestnet) -> None:
         long.start()
         short.wait_ready()
         long.wait_ready()
-        time.sleep(2)  # both subscriptions known to the other node
+        run(_subscribed(net[1], short.info()["topic"], net[0].peer_id))  # the message would be lost before
         participant = Participant(net[1].api_url, digits_genesis())
         run(participant.announce(Announcement(cid_for(os.urandom(32), 0x71), ()).encode()))
         # three attempts of one second each, plus backoff: dropped within seconds
@@ -163,9 +174,11 @@ def test_training_interval(tmp_path: Path) -> None:
         slow.start()
         fast.wait_ready()
         slow.wait_ready()
-        time.sleep(4)
-        assert fast.info()["ticks"] >= 5
-        assert slow.info()["ticks"] <= 1
+        wait_for("5 ticks at 0.5 s", lambda: fast.info()["ticks"] >= 5, timeout=60)
+        # a fixed-rate tick never comes early: ticks <= uptime / interval + 1, whatever the machine's load
+        for peer, interval in ((fast, 0.5), (slow, 5.0)):
+            ticks = peer.info()["ticks"]
+            assert ticks <= peer.get("/healthz")["uptime"] / interval + 1
 
 
 def test_active_quota(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.cli import main
+from learning_tangle.cli import main
 from peer.config import LabSettings
 from peer.lab.report import write_outputs
 from peer.lab.runner import run_lab
@@ -35,7 +35,7 @@ def test_report_is_one_offline_file(lab_folder: Path) -> None:
 @pytest.mark.slow
 def test_every_lab_run_writes_a_report(tmp_path: Path) -> None:
     settings = LabSettings(peers=3, rounds=2, workers=1, progress=False, out=tmp_path / "run")
-    paths = write_outputs(run_lab(settings), settings.out)
+    paths = write_outputs(run_lab(settings), settings.out, {"report": write_lab_report})
     assert paths["report"] == tmp_path / "run" / "report.html"
     assert _is_self_contained(paths["report"].read_text())
 

@@ -1,17 +1,20 @@
 """Headless Debian Chromium driven by Playwright, for the visualizer's browser tests and benchmark.
 
-Never downloads a browser: it runs /usr/bin/chromium (apt-get install chromium).
+Never downloads a browser: it runs the `chromium` found on PATH, as scripts/install-test-deps.sh checks it
+(apt-get install chromium), or the one $CHROMIUM names.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM") or shutil.which("chromium") or "chromium")
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

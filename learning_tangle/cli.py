@@ -3,6 +3,7 @@ exactly one definition, one validation and one help text."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,14 +15,35 @@ from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors,
 from visualizer.config import VizSettings
 
 
+def missing_extra(command: str, extra: str, modules: tuple[str, ...]) -> str | None:
+    """A command's optional dependencies, checked before it does any work: one line naming the extra."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return f"tangle {command}: {' and '.join(missing)} not installed: pip install 'learning-tangle[{extra}]'"
+
+
+def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
+    """A command that cannot work without an extra stops here, in one line, exit 2."""
+    if (line := missing_extra(command, extra, modules)) is not None:
+        print(line, file=sys.stderr)
+        raise SystemExit(2)
+
+
 class LabCommand(LabSettings):
     """Run a whole experiment on this machine and write summary.json, metrics.csv, tangle.json and a plot."""
 
     def cli_cmd(self) -> None:
+        # without the lab extra a lab still runs (the peer image has no plotting): said before any work,
+        # and only the plot and report.html are left out
+        if (line := missing_extra("lab", "lab", ("matplotlib", "bokeh"))) is not None:
+            print(f"{line} (accuracy.png and report.html will be left out)", file=sys.stderr)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from peer.data import DataError
         from peer.lab.report import print_summary, write_outputs
-        from peer.lab.runner import run_lab
+        from peer.lab.runner import LabError, RoundRecord, run_lab
+        from visualizer.report import write_lab_report
 
         console = Console(stderr=False)
         if self.backend == "ipfs":
@@ -42,7 +64,7 @@ class LabCommand(LabSettings):
         with Progress(*columns, console=console, disable=not self.progress, transient=False) as progress:
             task = progress.add_task("rounds", total=self.rounds, tangle="-", fedavg="-", tx=0)
 
-            def on_round(record) -> None:  # type: ignore[no-untyped-def]
+            def on_round(record: RoundRecord) -> None:
                 fedavg = "-" if record.fedavg_accuracy is None else f"{record.fedavg_accuracy:.3f}"
                 progress.update(
                     task,
@@ -52,8 +74,13 @@ class LabCommand(LabSettings):
                     tx=record.transactions,
                 )
 
-            result = run_lab(self, on_round=on_round)
-        paths = write_outputs(result, self.out)
+            try:
+                result = run_lab(self, on_round=on_round)
+            except (LabError, DataError) as error:
+                progress.stop()
+                print(f"tangle lab: {error}", file=sys.stderr)
+                raise SystemExit(1) from None
+        paths = write_outputs(result, self.out, {"report": write_lab_report})
         print_summary(result, paths, console)
 
 
@@ -85,6 +112,7 @@ class VizCommand(VizSettings):
     """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
 
     def cli_cmd(self) -> None:
+        require_extra("viz", "viz", ("bokeh",))
         from visualizer.server import serve
 
         # a subcommand is parsed from flags only: build it again so VIZ_* variables fill what flags left unset

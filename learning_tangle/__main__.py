@@ -1,0 +1,3 @@
+from learning_tangle.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The learner's two decisions as small interfaces, chosen by configuration: which transactions make the
+reference (consensus) model, and whether a new model is published. With `peer.tangle.tip_selection.WALKS`
+(how walks step) and `peer.learning.poisoning.POISONINGS` (what attackers do) these are the strategies of
+`Learner.train_round`; a new one is one class and one registry entry (plus its name in the settings)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from peer.config import LearningSettings
+from peer.models.base import Metrics
+from peer.tangle.consensus import reference_transactions
+from peer.tangle.dag import Tangle
+
+Strategy = TypeVar("Strategy")
+
+
+class ReferenceRule(Protocol):
+    def choose(
+        self,
+        tangle: Tangle,
+        walk: Callable[[], str],
+        settings: LearningSettings,
+        *,
+        min_height: int,
+        plausible: Callable[[str], bool],
+        loss: Callable[[str], float],
+    ) -> list[str]:
+        """The transactions whose models are averaged into the reference (never empty)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ConfidenceThenLoss:
+    """Schmid et al.'s score (confidence x approved count) ranks; of the `reference_candidates` best
+    plausible ones, the `reference_top_k` with the lowest loss on the peer's own data are averaged."""
+
+    def choose(
+        self,
+        tangle: Tangle,
+        walk: Callable[[], str],
+        settings: LearningSettings,
+        *,
+        min_height: int,
+        plausible: Callable[[str], bool],
+        loss: Callable[[str], float],
+    ) -> list[str]:
+        ranked = reference_transactions(
+            tangle, walk, sampling_rounds=settings.num_of_sampling_round, top_k=None, min_height=min_height
+        )
+        candidates = [t for t in ranked if plausible(t)][: settings.reference_candidates]
+        candidates.sort(key=loss)
+        return candidates[: settings.reference_top_k] or [tangle.genesis.id]
+
+
+class PublishRule(Protocol):
+    def decide(self, new: Metrics, reference: Metrics, parents_loss: Callable[[], float]) -> tuple[bool, str]:
+        """(publish?, why) for an honest peer's new model; `parents_loss` is computed only if asked."""
+        ...
+
+
+@dataclass(frozen=True)
+class Always:
+    def decide(self, new: Metrics, reference: Metrics, parents_loss: Callable[[], float]) -> tuple[bool, str]:
+        return True, "always"
+
+
+@dataclass(frozen=True)
+class BeatsReference:
+    def decide(self, new: Metrics, reference: Metrics, parents_loss: Callable[[], float]) -> tuple[bool, str]:
+        return new.loss < reference.loss, f"loss {new.loss:.4f} vs reference {reference.loss:.4f}"
+
+
+@dataclass(frozen=True)
+class BeatsParents:
+    def decide(self, new: Metrics, reference: Metrics, parents_loss: Callable[[], float]) -> tuple[bool, str]:
+        bar = parents_loss()
+        return new.loss < bar, f"loss {new.loss:.4f} vs parents {bar:.4f}"
+
+
+REFERENCE_RULES: dict[str, ReferenceRule] = {"confidence": ConfidenceThenLoss()}
+PUBLISH_RULES: dict[str, PublishRule] = {
+    "reference": BeatsReference(),
+    "parents": BeatsParents(),
+    "always": Always(),
+}
+
+
+def _lookup(registry: dict[str, Strategy], kind: str, name: str) -> Strategy:
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; expected one of {', '.join(registry)}") from None
+
+
+def reference_rule(name: str) -> ReferenceRule:
+    return _lookup(REFERENCE_RULES, "reference rule", name)
+
+
+def publish_rule(name: str) -> PublishRule:
+    return _lookup(PUBLISH_RULES, "publish rule", name)

@@ -1,0 +1,130 @@
+"""A long-running peer stays bounded: 20,000 announced transactions through the daemon's own parts (the
+`Peer` with its tangle builder, weights source, learner and pinning window) over the memory backends, with
+a share of them pointing at invalid or unreachable weights, as a daemon meets them over months.
+
+Every per-CID memo must stay within its bound while the tangle itself (which a peer keeps by design)
+grows; each bound is also shown to have been reached, so the test would fail if one were unbounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+
+from peer.backends.base import Message
+from peer.backends.memory import MemoryBroker, MemoryStorage
+from peer.bounded import LruDict
+from peer.config import PeerSettings
+from peer.data import load_dataset, peer_data
+from peer.learning.learner import MAX_RATINGS
+from peer.learning.weights_source import MAX_REMEMBERED
+from peer.models import create_model
+from peer.models.weights import encode_weights
+from peer.node.announcement import Announcement
+from peer.node.peer import RECENT_PUBLISHED, Peer, make_genesis, store_genesis
+from peer.node.pinning import PinWindow
+from peer.tangle.transaction import encode_transaction
+
+TRANSACTIONS = 20_000
+BATCH = 1_000
+PUBLISHED_PER_BATCH = 5
+OTHER = "other-peer"
+
+
+def test_lru_dict_forgets_the_least_recently_used() -> None:
+    memo: LruDict[str, int] = LruDict(2)
+    memo["a"], memo["b"] = 1, 2
+    assert memo.get("a") == 1  # a use: "b" is now the oldest
+    memo["c"] = 3
+    assert dict(memo) == {"a": 1, "c": 3}
+
+
+async def _run() -> None:
+    settings = PeerSettings(model="softmax", storage="memory", message_broker="memory", peer_index=0)
+    dataset = load_dataset("digits")
+    model = create_model("softmax", dataset.input_shape, dataset.num_classes)
+    genesis = make_genesis(model, 0)
+    storage = MemoryStorage()
+    await store_genesis(storage, genesis)
+    peer = Peer(
+        author="this-peer",
+        model=model,
+        data=peer_data(dataset, 0, 10),
+        settings=settings,
+        storage=storage,
+        broker=MemoryBroker().connect("this-peer"),
+        genesis=genesis,
+        clock=lambda: 0.0,
+    )
+    window = PinWindow(peer.tangle, storage, settings.pin_depth)
+    rng = np.random.default_rng(0)
+    await peer.reference(rng)  # binds the peer to this loop, as the daemon's first round does
+    # a few good models, shared by many transactions (ratings are per transaction, not per weights)
+    good = [
+        await storage.put_weights(encode_weights({k: v + 0.01 * i for k, v in genesis.weights.items()}))
+        for i in range(8)
+    ]
+    tips = [genesis.transaction.id]
+    for start in range(0, TRANSACTIONS, BATCH):
+        batch = []
+        for n in range(start, start + BATCH):
+            if n % 40 < 9:  # invalid content (4,500 of them): remembered as unusable
+                weights = await storage.put_weights(b"not safetensors %d" % n)
+            elif n % 40 < 18:  # never stored anywhere (4,500): a failed fetch, remembered for a while
+                weights = await MemoryStorage().put_weights(b"gone %d" % n)
+            else:
+                weights = good[n % len(good)]
+            cid, block = encode_transaction(
+                parents=tips[-2:], weights=weights, model=model.architecture, author=OTHER, created=n
+            )
+            await storage.put_transaction(cid, block)
+            await peer.builder.on_message(Message(OTHER, Announcement(cid, ()).encode()))
+            tips.append(cid)
+            batch.append(cid)
+        # what walks and the reference do with what arrived: rate it, on the training thread
+        await asyncio.to_thread(lambda b=batch: [peer.learner.plausible(peer.tangle, t) for t in b])
+        await window.update()
+        for _ in range(PUBLISHED_PER_BATCH):
+            await peer.publish(genesis.weights, tips[-2:], {"accuracy": 0.1, "loss": 2.0})
+            tips.append(peer.published[-1].id)
+        assert len(peer.learner._ratings) <= MAX_RATINGS
+        assert peer.weights.remembered <= 2 * MAX_REMEMBERED
+        assert len(peer.published) <= RECENT_PUBLISHED
+        assert len(window.weights) <= 3 * settings.pin_depth + 10  # a chain: about one per height
+    assert len(peer.tangle) > TRANSACTIONS  # everything arrived: the tangle itself grows, by design
+    # each bound was reached, not merely never approached
+    assert len(peer.learner._ratings) == MAX_RATINGS
+    assert peer.weights.remembered == 2 * MAX_REMEMBERED
+    assert len(peer.published) == RECENT_PUBLISHED
+    assert peer.published_count == PUBLISHED_PER_BATCH * TRANSACTIONS // BATCH
+
+
+def test_a_long_running_peer_stays_bounded() -> None:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    asyncio.run(_run())
+
+
+class _CatOnly:
+    """Stands in for the kubo RPC client: IpfsStorage's size memo is what is under test, not the node."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    async def cat(self, cid: str, *, max_bytes: int) -> bytes:
+        return self.files[cid]
+
+
+def test_ipfs_storage_remembers_a_bounded_number_of_sizes() -> None:
+    from peer.backends.ipfs import MAX_SIZES, IpfsStorage
+    from peer.ipld import unixfs_file_cid
+
+    files = {unixfs_file_cid(data): data for data in (b"weights %d" % n for n in range(MAX_SIZES + 500))}
+    storage = IpfsStorage(_CatOnly(files))  # type: ignore[arg-type]
+
+    async def fetch_all() -> None:
+        for cid in files:
+            await storage.get_weights(cid, max_bytes=1024)
+
+    asyncio.run(fetch_all())
+    assert len(storage.sizes) == MAX_SIZES
