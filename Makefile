@@ -42,3 +42,29 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+
+# --- TensorFlow Lite backend (MODEL=tflite, issue 17) -------------------------------------------------------
+# `make test` installs the runtime extra so the tflite tests run for real. The .tflite models are committed;
+# building them needs TensorFlow, in its own venv cached outside the checkout (scripts/tf-venv.sh, 1.6 GB):
+#   make tflite-models         rebuild peer/models/tflite_models/ (and its manifest)
+#   make tflite-models-check   rebuild into a temporary folder and fail unless the committed files match
+TFLITE_STAMP := $(VENV)/.installed-tflite
+.PHONY: tflite-models tflite-models-check bench-tflite
+
+$(TFLITE_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[tflite]'
+	@touch $@
+
+test: $(TFLITE_STAMP)
+
+tflite-models:
+	$$(scripts/tf-venv.sh) scripts/build_tflite_models.py
+
+tflite-models-check:
+	$$(scripts/tf-venv.sh) scripts/build_tflite_models.py --check
+
+bench: bench-tflite
+
+bench-tflite: $(TFLITE_STAMP)
+	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/peer_footprint.py
