@@ -226,6 +226,21 @@ def test_the_peer_refuses_a_bad_file_at_start_up_in_one_line(tmp_path: Path) -> 
         assert "Traceback" not in run.stderr
 
 
+def test_the_lab_refuses_a_bad_file_in_one_line(tmp_path: Path) -> None:
+    truncated = bad_file_cases(tmp_path)[0][1]
+    args = ["--model", "tflite", "--tflite-path", str(truncated), "--peers", "2", "--rounds", "1"]
+    run = subprocess.run(
+        [*TANGLE, "lab", *args, "--progress", "false", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    reason = "not a valid TensorFlow Lite model (The model is not a valid Flatbuffer buffer)"
+    assert run.stderr.strip().splitlines() == [f"tangle lab: {truncated}: {reason}"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_batch_size_above_the_files_is_refused() -> None:
     with pytest.raises(
         ModelError, match=r"mlp-64-128-10.tflite: trains in batches of at most 10, BATCH_SIZE is 11"

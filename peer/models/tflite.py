@@ -56,11 +56,6 @@ def load_interpreter_class() -> Any:
     )
 
 
-def model_path(arch: str, input_shape: tuple[int, ...], num_classes: int) -> Path:
-    """The committed .tflite file for TFLITE_ARCH on a dataset's shape."""
-    return MODELS_DIR / f"{numpy_twin(arch, input_shape, num_classes).architecture}.tflite"
-
-
 def numpy_twin(arch: str, input_shape: tuple[int, ...], num_classes: int) -> NumpyTwin:
     factory = TFLITE_ARCHS.get(arch)
     if factory is None:
@@ -113,13 +108,16 @@ class TFLiteModel:
                     f"{self.path}: {signature} {side} are not the weights of {self.twin.architecture} "
                     f"(missing: {missing}; unexpected: {unexpected})"
                 )
+        outputs = self._runners["get_weights"].get_output_details()
         for name, shape in sorted(self._spec.items()):
-            got_shape = self._input_shape("set_weights", signature_name(name))
-            if got_shape != shape:
-                raise ModelError(
-                    f"{self.path}: weight {name!r} has shape {got_shape}, "
-                    f"{self.twin.architecture} needs {shape}"
-                )
+            got_in = self._input_shape("set_weights", signature_name(name))
+            got_out = tuple(int(d) for d in outputs[signature_name(name)]["shape_signature"])
+            for got_shape in (got_in, got_out):
+                if got_shape != shape:
+                    raise ModelError(
+                        f"{self.path}: weight {name!r} has shape {got_shape}, "
+                        f"{self.twin.architecture} needs {shape}"
+                    )
         sample = self.twin.input_shape
         checks = {
             ("train", "x"): lambda s: len(s) == len(sample) + 1 and s[1:] == sample and s[0] >= 1,
