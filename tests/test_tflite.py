@@ -172,6 +172,53 @@ def test_the_leaf_femnist_cnn_matches_its_numpy_twin() -> None:
     assert float(np.abs(tflite._logits(ours, x) - twin._logits(theirs, x)).max()) < 1e-3
 
 
+ARMV7_RUNTIME_CHECK = """
+import sys
+import numpy as np
+from peer.models import TrainParams
+from peer.models.tflite import TFLiteModel, load_interpreter_class
+from peer.models.tflite_layout import MODELS_DIR, TFLITE_MODELS
+assert load_interpreter_class().__module__ == "tflite_runtime.interpreter"
+for factory in TFLITE_MODELS:
+    twin = factory()
+    model = TFLiteModel(MODELS_DIR / f"{twin.architecture}.tflite", twin)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (13, *twin.input_shape)).astype(np.float32)
+    y = rng.integers(0, twin.num_classes, 13)
+    weights = twin.init_weights(rng)
+    params = TrainParams(learning_rate=0.05, batch_size=7)
+    ours = model.train(weights, x, y, params, np.random.default_rng(1))
+    theirs = twin.train(weights, x, y, params, np.random.default_rng(1))
+    diff = max(float(np.abs(ours[k] - theirs[k]).max()) for k in ours)
+    print(twin.architecture, np.__version__, diff)
+    assert diff < 1e-4, diff
+"""
+
+
+def test_the_models_run_on_the_armv7_runtime_version() -> None:
+    """Armv7 Pis get tflite-runtime 2.14 with numpy<2 (ai-edge-litert has no armv7 wheels): the committed
+    models, built by a newer TensorFlow, must use only ops that runtime knows. Its x86_64 wheel, the same
+    version, is the stand-in for the armv7 one here (a venv cached by scripts/tflite-runtime-venv.sh)."""
+    python = subprocess.run(
+        [str(ROOT / "scripts/tflite-runtime-venv.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    ).stdout.strip()
+    run = subprocess.run(
+        [python, "-c", ARMV7_RUNTIME_CHECK],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    checked = run.stdout.strip().splitlines()
+    assert len(checked) == len(BUILT)
+    assert all(" 1.24.4 " in line for line in checked)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 def bad_file_cases(tmp_path: Path) -> list[tuple[str, Path, str]]:
     mlp = MODELS_DIR / "mlp-64-128-10.tflite"
