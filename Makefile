@@ -72,3 +72,29 @@ test-qemu: $(STAMP)
 	scripts/install-test-deps.sh
 	scripts/binfmt.sh
 	LEARNING_TANGLE_QEMU=1 $(BIN)/pytest -m qemu tests/emulated
+# --- TensorFlow Lite backend (MODEL=tflite, issue 17) -------------------------------------------------------
+# `make test` installs the runtime extra so the tflite tests run for real. The .tflite models are committed;
+# building them needs TensorFlow, in its own venv cached outside the checkout (scripts/tf-venv.sh, 1.6 GB):
+#   make tflite-models         rebuild peer/models/tflite_models/ (and its manifest)
+#   make tflite-models-check   rebuild into a temporary folder and fail unless the committed files match
+# The tests also run the models on tflite-runtime 2.14 (armv7's runtime), in a venv of scripts/tflite-runtime-venv.sh.
+TFLITE_STAMP := $(VENV)/.installed-tflite
+.PHONY: tflite-models tflite-models-check bench-tflite
+
+$(TFLITE_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[tflite]'
+	@touch $@
+
+test: $(TFLITE_STAMP)
+
+tflite-models:
+	$$(scripts/tf-venv.sh) scripts/build_tflite_models.py
+
+tflite-models-check:
+	$$(scripts/tf-venv.sh) scripts/build_tflite_models.py --check
+
+bench: bench-tflite
+
+bench-tflite: $(TFLITE_STAMP)
+	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/peer_footprint.py

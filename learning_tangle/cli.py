@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfi
 from rich.console import Console
 
 from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors, parse
+from peer.models import ModelError
 from visualizer.config import VizSettings
 
 
@@ -80,6 +81,10 @@ class LabCommand(LabSettings):
                 progress.stop()
                 print(f"tangle lab: {error}", file=sys.stderr)
                 raise SystemExit(1) from None
+            except ModelError as error:
+                progress.stop()
+                print(f"tangle lab: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
         paths = write_outputs(result, self.out, {"report": write_lab_report})
         print_summary(result, paths, console)
 
@@ -104,6 +109,9 @@ class PeerCommand(PeerSettings):
             code = run_daemon(settings)
         except ConfigError as error:
             print(f"tangle peer: invalid configuration\n{error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except ModelError as error:
+            print(f"tangle peer: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         raise SystemExit(code)
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliImplicitFlag, PydanticBaseSettingsSource, SettingsConfigDict
 
+from peer.models import Model, create_model
 from peer.tangle.tip_selection import WalkConfig
 
 
@@ -29,8 +30,16 @@ class LearningSettings(BaseSettings):
         cli_kebab_case=True, case_sensitive=False, extra="ignore", validate_default=True
     )
 
-    model: Literal["softmax", "mlp", "cnn", "fake"] = Field(
-        "mlp", description="model trained by the peers (the original's no_tf is fake, femnist is cnn)"
+    model: Literal["softmax", "mlp", "cnn", "femnist-cnn", "fake", "tflite"] = Field(
+        "mlp",
+        description="model trained by the peers (the original's no_tf is fake, femnist is cnn); tflite: "
+        "the TFLITE_ARCH layout on a TensorFlow Lite runtime",
+    )
+    tflite_arch: Literal["softmax", "mlp", "cnn", "femnist-cnn"] = Field(
+        "mlp", description="with MODEL=tflite: the numpy model whose layout (and tangle) the .tflite shares"
+    )
+    tflite_path: Path | None = Field(
+        None, description="with MODEL=tflite: a .tflite file to use instead of the packaged one"
     )
     dataset: Literal["digits", "femnist"] = Field("digits", description="dataset the peers learn on")
     dataset_path: Path | None = Field(
@@ -113,6 +122,20 @@ class LearningSettings(BaseSettings):
             raise ValueError("partition writer needs a dataset with writers (femnist)")
         return self
 
+    def create_model(self, input_shape: tuple[int, ...], num_classes: int, *, tflite: bool = True) -> Model:
+        """The configured model for a dataset's shape; with MODEL=tflite and `tflite` false, its numpy twin
+        (same layout, same tangle). Raises ModelError for an unusable .tflite file or a missing runtime."""
+        if self.model == "tflite" and not tflite:
+            return create_model(self.tflite_arch, input_shape, num_classes)
+        return create_model(
+            self.model,
+            input_shape,
+            num_classes,
+            tflite_arch=self.tflite_arch,
+            tflite_path=self.tflite_path,
+            batch_size=self.batch_size,
+        )
+
     def walk_config(self) -> WalkConfig:
         return WalkConfig(
             kind=self.tip_selector,
@@ -172,6 +195,13 @@ class LabSettings(LearningSettings):
         description="confusion-matrix cells TRUE:PREDICTED whose rates are reported, e.g. 3:8 "
         "(default: the attack's own, 3:8 for labelflip)",
     )
+    tflite_fraction: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="with --model tflite: share of peers on TensorFlow Lite, spread evenly; the others "
+        "train the numpy model of the same layout in the same tangle",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -207,6 +237,11 @@ class LabSettings(LearningSettings):
         if self.poison != "none" and self.malicious_fraction <= 0:
             raise ValueError("poison needs a malicious_fraction above 0")
         return self
+
+    def on_tflite(self, index: int) -> bool:
+        """Whether lab peer `index` runs TensorFlow Lite (every peer whose share crosses a whole number)."""
+        f = self.tflite_fraction
+        return self.model == "tflite" and int((index + 1) * f + 1e-9) > int(index * f + 1e-9)
 
     @property
     def malicious_peers(self) -> list[int]:

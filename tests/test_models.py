@@ -13,6 +13,7 @@ from peer.models import (
     MLP,
     MODEL_NAMES,
     FakeModel,
+    LeafCNN,
     Metrics,
     Model,
     SmallCNN,
@@ -52,6 +53,8 @@ def tiny_models() -> list[NumpyModel]:
         MLP((5, 5, 1), 3, hidden=6),
         # Odd height and width check the floor in both pools; two input channels check the im2col order.
         SmallCNN((7, 6, 2), 3, channels=(3, 4), dense=5),
+        # 5x5 kernels (the LEAF CNN's): padding 2 on each side
+        SmallCNN((7, 6, 2), 3, channels=(3, 4), dense=5, kernel=5),
     ]
 
 
@@ -250,14 +253,25 @@ def test_bad_inputs_are_rejected_clearly() -> None:
 
 
 def test_create_model() -> None:
-    assert MODEL_NAMES == ("softmax", "mlp", "cnn", "fake")
-    expected = {"softmax": SoftmaxRegression, "mlp": MLP, "cnn": SmallCNN, "fake": FakeModel}
-    for name in MODEL_NAMES:
+    assert MODEL_NAMES == ("softmax", "mlp", "cnn", "femnist-cnn", "fake", "tflite")
+    expected = {
+        "softmax": SoftmaxRegression,
+        "mlp": MLP,
+        "cnn": SmallCNN,
+        "femnist-cnn": LeafCNN,
+        "fake": FakeModel,
+    }
+    for name in MODEL_NAMES[:-1]:  # tflite: tests/test_tflite.py
         model: Model = create_model(name, (8, 8, 1), 10)
         assert isinstance(model, expected[name])
     assert create_model("cnn", (28, 28, 1), 62).architecture == "cnn-28x28x1-8-16-128-62"
-    with pytest.raises(ValueError, match="unknown model 'tflite'; valid names: softmax, mlp, cnn, fake"):
-        create_model("tflite", (8, 8, 1), 10)
+    leaf = create_model("femnist-cnn", (28, 28, 1), 62)
+    assert leaf.architecture == "cnn5-28x28x1-32-64-2048-62"
+    assert leaf.weight_spec() == FakeModel().weight_spec()  # the LEAF CNN's layout, now trainable
+    with pytest.raises(
+        ValueError, match="unknown model 'keras'; valid names: softmax, mlp, cnn, femnist-cnn"
+    ):
+        create_model("keras", (8, 8, 1), 10)
 
 
 def test_fake_model_has_the_leaf_cnn_size_and_layout() -> None:

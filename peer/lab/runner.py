@@ -26,7 +26,7 @@ from peer.lab.worker import LabWorker, author_name, serve
 from peer.learning import poisoning
 from peer.learning.genesis import genesis_weights
 from peer.metrics import LabMetrics, metrics_app
-from peer.models import Model, create_model
+from peer.models import Model
 from peer.node.peer import make_genesis
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -202,12 +202,13 @@ def _run(
     started = time.perf_counter()
     workers = min(settings.workers, settings.peers)
     assignment = [list(range(w, settings.peers, workers)) for w in range(workers)]
+    # the runner's own copy of the data and model, for the baseline and the live API (workers load their own);
+    # made before the workers start, so a bad model file fails here, in one line
+    dataset = load_dataset(settings.dataset, settings.dataset_path)
+    model = settings.create_model(dataset.input_shape, dataset.num_classes)
     handles = _start_workers(settings, assignment)
     malicious = settings.malicious_peers
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
-    # the runner's own copy of the data and model, for the baseline and the live API (workers load their own)
-    dataset = load_dataset(settings.dataset, settings.dataset_path)
-    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
     fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
     trainings = 0

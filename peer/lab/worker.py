@@ -24,7 +24,6 @@ from peer.data import load_dataset, peer_data
 from peer.ipfs.client import IpfsClient
 from peer.lab.results import Announced, PeerEvaluation, TrainResult
 from peer.metrics import PeerInstruments, PeerMetrics, snapshot
-from peer.models import create_model
 from peer.node.announcement import Announcement, decode_announcement
 from peer.node.peer import Peer, make_genesis, store_genesis
 from peer.tangle.transaction import MAX_TRANSACTION_BYTES
@@ -45,7 +44,13 @@ class LabWorker:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         dataset = load_dataset(settings.dataset, settings.dataset_path)
-        self.model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+        self.model = settings.create_model(dataset.input_shape, dataset.num_classes)
+        # with --model tflite and --tflite-fraction below 1 the other peers train the same layout in numpy
+        numpy_model = (
+            settings.create_model(dataset.input_shape, dataset.num_classes, tflite=False)
+            if settings.model == "tflite"
+            else self.model
+        )
         self.genesis = make_genesis(self.model, settings.seed)
         self.storage = MemoryStorage()
         self.broker = MemoryBroker()
@@ -63,7 +68,7 @@ class LabWorker:
             self.authors[index] = author
             self.peers[index] = Peer(
                 author=author,
-                model=self.model,
+                model=self.model if settings.on_tflite(index) else numpy_model,
                 data=peer_data(
                     dataset,
                     index,

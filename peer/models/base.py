@@ -16,6 +16,11 @@ Weights = dict[str, np.ndarray]
 WeightSpec = dict[str, tuple[int, ...]]
 
 
+class ModelError(ValueError):
+    """A model that cannot be used (a bad model file, a missing runtime): the message is one line naming the
+    file or package, fit for a start-up error."""
+
+
 @dataclass(frozen=True)
 class Metrics:
     loss: float

@@ -77,7 +77,7 @@ class _NumpyNet:
         self, weights: Weights, x: np.ndarray, y: np.ndarray, params: TrainParams, rng: np.random.Generator
     ) -> Weights:
         validate_weights(weights, self.weight_spec())
-        _check_params(params)
+        check_params(params)
         xs = self._prepare_x(x, np.float32)
         ys = self._prepare_y(y, len(xs))
         w = {name: np.array(array, dtype=np.float32, copy=True) for name, array in weights.items()}
@@ -105,7 +105,7 @@ class _NumpyNet:
         for start in range(0, len(xs), _EVAL_CHUNK):
             logits = self._logits(weights, xs[start : start + _EVAL_CHUNK])
             yc = ys[start : start + _EVAL_CHUNK]
-            loss_sum += float(_cross_entropy_per_sample(logits, yc).sum(dtype=np.float64))
+            loss_sum += float(cross_entropy_per_sample(logits, yc).sum(dtype=np.float64))
             correct += int((logits.argmax(axis=1) == yc).sum())
         return Metrics(loss=loss_sum / len(xs), accuracy=correct / len(xs))
 
@@ -217,7 +217,11 @@ class MLP(_NumpyNet):
 
 
 class SmallCNN(_NumpyNet):
-    """Two 3x3 same-padded conv + ReLU + 2x2 max-pool blocks, a dense ReLU layer and the output layer."""
+    """Two same-padded conv + ReLU + 2x2 max-pool blocks, a dense ReLU layer and the output layer.
+
+    The defaults are the small CNN (3x3 kernels, 8/16 channels, dense 128); `LeafCNN` is the same network with
+    the LEAF FEMNIST sizes.
+    """
 
     def __init__(
         self,
@@ -225,6 +229,7 @@ class SmallCNN(_NumpyNet):
         num_classes: int,
         channels: tuple[int, int] = (8, 16),
         dense: int = 128,
+        kernel: int = 3,
     ) -> None:
         super().__init__(input_shape, num_classes)
         if len(self.input_shape) != 3:
@@ -236,8 +241,11 @@ class SmallCNN(_NumpyNet):
             raise ValueError(
                 f"need two positive conv channels and a positive dense size, got {channels}, {dense}"
             )
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"the conv kernel size must be odd and positive (same padding), got {kernel}")
         self.channels = (int(channels[0]), int(channels[1]))
         self.dense = int(dense)
+        self.kernel = int(kernel)
         # Pools floor odd sizes, like Keras' default "valid" pooling.
         self.pooled_shape = (height // 2 // 2, width // 2 // 2, self.channels[1])
 
@@ -245,16 +253,18 @@ class SmallCNN(_NumpyNet):
     def architecture(self) -> str:
         h, w, c = self.input_shape
         c1, c2 = self.channels
-        return f"cnn-{h}x{w}x{c}-{c1}-{c2}-{self.dense}-{self.num_classes}"
+        # 3x3 kernels keep the name they always had
+        size = "" if self.kernel == 3 else str(self.kernel)
+        return f"cnn{size}-{h}x{w}x{c}-{c1}-{c2}-{self.dense}-{self.num_classes}"
 
     def weight_spec(self) -> WeightSpec:
         cin = self.input_shape[2]
         c1, c2 = self.channels
         flat = math.prod(self.pooled_shape)
         return {
-            "conv_1/kernel": (3, 3, cin, c1),
+            "conv_1/kernel": (self.kernel, self.kernel, cin, c1),
             "conv_1/bias": (c1,),
-            "conv_2/kernel": (3, 3, c1, c2),
+            "conv_2/kernel": (self.kernel, self.kernel, c1, c2),
             "conv_2/bias": (c2,),
             "dense_1/kernel": (flat, self.dense),
             "dense_1/bias": (self.dense,),
@@ -277,10 +287,10 @@ class SmallCNN(_NumpyNet):
     def _forward(
         self, w: Mapping[str, np.ndarray], x: np.ndarray, *, need_cache: bool = True
     ) -> tuple[np.ndarray, Cache]:
-        a1, cols1 = _conv3x3(x, w["conv_1/kernel"], w["conv_1/bias"])
+        a1, cols1 = _conv(x, w["conv_1/kernel"], w["conv_1/bias"])
         np.maximum(a1, 0, out=a1)
         p1, arg1 = _maxpool2(a1, need_index=need_cache)
-        a2, cols2 = _conv3x3(p1, w["conv_2/kernel"], w["conv_2/bias"])
+        a2, cols2 = _conv(p1, w["conv_2/kernel"], w["conv_2/bias"])
         np.maximum(a2, 0, out=a2)
         p2, arg2 = _maxpool2(a2, need_index=need_cache)
         flat = p2.reshape(len(x), -1)
@@ -303,7 +313,7 @@ class SmallCNN(_NumpyNet):
         dp2 = (dh @ w["dense_1/kernel"].T).reshape(cache["p2_shape"])
         da2 = _maxpool2_backward(dp2, cache["arg2"], cache["a2"].shape)
         da2 *= cache["a2"] > 0
-        grads["conv_2/kernel"], grads["conv_2/bias"], dp1 = _conv3x3_backward(
+        grads["conv_2/kernel"], grads["conv_2/bias"], dp1 = _conv_backward(
             da2, cache["cols2"], w["conv_2/kernel"], need_input_grad=True
         )
         if dp1 is None:  # need_input_grad=True always gives it; a real check survives `python -O`
@@ -311,10 +321,18 @@ class SmallCNN(_NumpyNet):
         da1 = _maxpool2_backward(dp1, cache["arg1"], cache["a1"].shape)
         da1 *= cache["a1"] > 0
         # The input needs no gradient, which saves the most expensive col2im of the pass.
-        grads["conv_1/kernel"], grads["conv_1/bias"], _ = _conv3x3_backward(
+        grads["conv_1/kernel"], grads["conv_1/bias"], _ = _conv_backward(
             da1, cache["cols1"], w["conv_1/kernel"], need_input_grad=False
         )
         return grads
+
+
+class LeafCNN(SmallCNN):
+    """The LEAF FEMNIST CNN of the 2020 prototype and paper (5x5 convs, 32/64 channels, dense 2048): with
+    a (28, 28, 1) input and 62 classes it has 6,603,710 parameters, the fake model's layout."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(input_shape, num_classes, channels=(32, 64), dense=2048, kernel=5)
 
 
 def _softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -330,38 +348,41 @@ def _softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np
     return loss, probs
 
 
-def _cross_entropy_per_sample(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+def cross_entropy_per_sample(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
 
 
-def _conv3x3(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Same-padded 3x3 convolution as one matmul over im2col patches ordered (kh, kw, cin)."""
+def _conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Same-padded kxk convolution as one matmul over im2col patches ordered (kh, kw, cin)."""
     n, height, width, cin = x.shape
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    windows = sliding_window_view(padded, (3, 3), axis=(1, 2))  # (n, h, w, cin, 3, 3), a view
-    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * height * width, 9 * cin)
-    out = cols @ kernel.reshape(9 * cin, -1) + bias
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    windows = sliding_window_view(padded, (k, k), axis=(1, 2))  # (n, h, w, cin, k, k), a view
+    cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * height * width, k * k * cin)
+    out = cols @ kernel.reshape(k * k * cin, -1) + bias
     return out.reshape(n, height, width, -1), cols
 
 
-def _conv3x3_backward(
+def _conv_backward(
     dout: np.ndarray, cols: np.ndarray, kernel: np.ndarray, *, need_input_grad: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     n, height, width, cout = dout.shape
-    cin = kernel.shape[2]
+    k, cin = kernel.shape[0], kernel.shape[2]
+    pad = k // 2
     d2 = dout.reshape(-1, cout)
     dkernel = (cols.T @ d2).reshape(kernel.shape)
     dbias = d2.sum(axis=0)
     if not need_input_grad:
         return dkernel, dbias, None
-    dcols = (d2 @ kernel.reshape(9 * cin, cout).T).reshape(n, height, width, 3, 3, cin)
-    dpadded = np.zeros((n, height + 2, width + 2, cin), dtype=dout.dtype)
-    # col2im: nine shifted adds (a loop over kernel taps, not over pixels or samples).
-    for i in range(3):
-        for j in range(3):
+    dcols = (d2 @ kernel.reshape(k * k * cin, cout).T).reshape(n, height, width, k, k, cin)
+    dpadded = np.zeros((n, height + 2 * pad, width + 2 * pad, cin), dtype=dout.dtype)
+    # col2im: k*k shifted adds (a loop over kernel taps, not over pixels or samples).
+    for i in range(k):
+        for j in range(k):
             dpadded[:, i : i + height, j : j + width, :] += dcols[:, :, :, i, j, :]
-    return dkernel, dbias, dpadded[:, 1:-1, 1:-1, :]
+    return dkernel, dbias, dpadded[:, pad : pad + height, pad : pad + width, :]
 
 
 def _maxpool2(x: np.ndarray, *, need_index: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -401,7 +422,7 @@ def _glorot_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
-def _check_params(params: TrainParams) -> None:
+def check_params(params: TrainParams) -> None:
     if not (math.isfinite(params.learning_rate) and params.learning_rate > 0):
         raise ValueError(f"learning rate must be a positive number, got {params.learning_rate}")
     if params.batch_size < 1:

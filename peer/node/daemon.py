@@ -35,7 +35,7 @@ from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsError
 from peer.learning.learner import Reference
 from peer.metrics import PeerMetrics
-from peer.models import create_model
+from peer.models import Model
 from peer.node.announcement import MAX_ANNOUNCED_TIPS, Announcement
 from peer.node.peer import Genesis, Peer, make_genesis, store_genesis
 from peer.node.pinning import PinWindow
@@ -142,11 +142,12 @@ class PeerDaemon:
             sleep=sleep_unless_stopped,
         )
 
-    async def _genesis(self) -> tuple[Any, Genesis]:
+    async def _genesis(self) -> tuple[Any, Model, Genesis]:
         s = self.settings
         dataset = await asyncio.to_thread(load_dataset, s.dataset, s.dataset_path)
-        model = create_model(s.model, dataset.input_shape, dataset.num_classes)
-        return dataset, await asyncio.to_thread(make_genesis, model, s.seed)
+        # one model for the genesis and the peer: a tflite model holds an interpreter
+        model = s.create_model(dataset.input_shape, dataset.num_classes)
+        return dataset, model, await asyncio.to_thread(make_genesis, model, s.seed)
 
     # --- the daemon --------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -166,8 +167,9 @@ class PeerDaemon:
 
     async def _run(self) -> int:
         s = self.settings
+        # the model first: a bad model file or a missing runtime fails at once, not after IPFS is up
+        dataset, model, genesis = await self._genesis()
         storage, broker, metrics = await self._connect()
-        dataset, genesis = await self._genesis()
         await self._until_ready("storing the genesis", lambda: store_genesis(storage, genesis))
         if s.create_genesis:
             await storage.pin([genesis.transaction.id, genesis.transaction.weights])
@@ -187,7 +189,7 @@ class PeerDaemon:
         instruments = metrics.peer(self.author)
         peer = Peer(
             author=self.author,
-            model=create_model(s.model, dataset.input_shape, dataset.num_classes),
+            model=model,
             data=data,
             settings=s,
             storage=storage,

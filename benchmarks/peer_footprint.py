@@ -1,0 +1,252 @@
+"""Resident memory of one `tangle peer` process per model backend, after a few training rounds.
+
+Each case starts a real `tangle peer` (STORAGE=memory MESSAGE_BROKER=memory: a standalone peer, no IPFS node,
+so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=1,
+ACTIVE_QUOTA=1), polls /api/peer until it has, then reads VmRSS (now) and VmHWM (peak) of the process from
+/proc and stops it with SIGTERM. Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN
+on FEMNIST-shaped data (a synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships
+FEMNIST, and memory does not depend on the pixel values), each with numpy and with tflite.
+
+    python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn]
+
+On demand, inside a container image (e.g. an arm64 or armv7 peer image built with PEER_EXTRAS=tflite, run
+under qemu-user): --image learning-tangle/peer:0.1.0 --platform linux/arm64. The peer runs as the image's
+entrypoint; its memory is read from inside the container (/proc/1/status). Under qemu-user that is the
+emulator's memory, the peer's plus qemu's own (translation buffers): an upper bound of the native figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+CASES = {"mlp": "digits", "cnn": "digits", "femnist-cnn": "femnist"}
+PI_RAM_MB = 4096
+PI_RESERVED_MB = 512  # the OS, k3s agent and page cache a 4 GB Pi keeps for itself (an assumption, stated)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_femnist(folder: Path, samples: int = 3000) -> Path:
+    rng = np.random.default_rng(0)
+    path = folder / "femnist-synthetic.npz"
+    np.savez_compressed(
+        path,
+        x=rng.integers(0, 256, (samples, 28, 28), dtype=np.uint8),
+        y=rng.integers(0, 62, samples).astype(np.uint8),
+        writers=(np.arange(samples) % 100).astype(np.int32),
+        writer_names=np.array([f"f{i:04d}_00" for i in range(100)]),
+        format_version=np.int32(1),
+    )
+    return path
+
+
+def environment(arch: str, backend: str, dataset_path: str | None) -> dict[str, str]:
+    env = {
+        "STORAGE": "memory",
+        "MESSAGE_BROKER": "memory",
+        "PEER_INDEX": "0",
+        "PEERS": "10",
+        "PARTITION": "iid",
+        "TRAINING_INTERVAL": "1",
+        "ACTIVE_QUOTA": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MODEL": "tflite" if backend == "tflite" else arch,
+    }
+    if backend == "tflite":
+        env["TFLITE_ARCH"] = arch
+    if dataset_path is not None:
+        env["DATASET"] = "femnist"
+        env["DATASET_PATH"] = dataset_path
+    return env
+
+
+def wait_trained(port_of: Any, rounds: int, deadline: float) -> dict[str, Any]:
+    while time.monotonic() < deadline:
+        port = port_of()
+        if port:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/peer", timeout=5).json()
+                if info["trainings"] >= rounds:
+                    return dict(info)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the peer did not train {rounds} rounds in time")
+
+
+def status_mb(text: str, key: str) -> float:
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+    assert match, key
+    return round(int(match.group(1)) / 1024, 1)
+
+
+def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: int) -> dict[str, Any]:
+    env = {**os.environ, **environment(arch, backend, dataset_path), "HTTP_PORT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "peer", "peer"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    port: list[int] = []
+
+    def port_of() -> int | None:
+        # the daemon logs "HTTP API on http://127.0.0.1:PORT" once it has bound a free port
+        while not port:
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError("the peer exited:\n" + "".join(lines[-20:]))
+            lines.append(line)
+            found = re.search(r"HTTP API on http://[^:]+:(\d+)", line)
+            if found:
+                port.append(int(found.group(1)))
+        return port[0]
+
+    try:
+        info = wait_trained(port_of, rounds, time.monotonic() + 900)
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        return {
+            "architecture": info["model"],
+            "trainings": info["trainings"],
+            "rss_mb": status_mb(status, "VmRSS"),
+            "peak_rss_mb": status_mb(status, "VmHWM"),
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def measure_image(
+    arch: str, backend: str, dataset_path: str | None, rounds: int, image: str, platform: str
+) -> dict[str, Any]:
+    name = f"lt-tflite-footprint-{uuid.uuid4().hex[:8]}"
+    env = environment(arch, backend, "/data/femnist.npz" if dataset_path else None)
+    args = ["podman", "run", "-d", "--rm", "--name", name, "--platform", platform, "-p", "127.0.0.1::8000"]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    if dataset_path:
+        args += ["-v", f"{dataset_path}:/data/femnist.npz:ro"]
+    subprocess.run([*args, image], check=True, capture_output=True, text=True)
+    try:
+        mapped = subprocess.run(["podman", "port", name, "8000"], check=True, capture_output=True, text=True)
+        port = int(mapped.stdout.strip().rsplit(":", 1)[1])
+        info = wait_trained(lambda: port, rounds, time.monotonic() + 3600)
+        status = subprocess.run(
+            ["podman", "exec", name, "cat", "/proc/1/status"], check=True, capture_output=True, text=True
+        ).stdout
+        return {
+            "architecture": info["model"],
+            "trainings": info["trainings"],
+            "rss_mb": status_mb(status, "VmRSS"),
+            "peak_rss_mb": status_mb(status, "VmHWM"),
+            "image": image,
+            "platform": platform,
+        }
+    finally:
+        subprocess.run(["podman", "stop", "-t", "120", name], capture_output=True, check=False)
+
+
+def measure_kubo(settle: float = 20.0) -> dict[str, Any]:
+    """One kubo node (scripts/build-kubo.sh) with the test profile (loopback, no bootstrap peers), idle for
+    `settle` seconds after it is ready: an isolated node, so a lower bound for one in a real swarm."""
+    binary = subprocess.run([str(ROOT / "scripts/build-kubo.sh")], check=True, capture_output=True, text=True)
+    ipfs = binary.stdout.strip().splitlines()[-1]
+    with tempfile.TemporaryDirectory() as repo:
+        env = {**os.environ, "IPFS_PATH": repo}
+        subprocess.run([ipfs, "init", "--profile", "test"], env=env, check=True, capture_output=True)
+        for key, value in (("Swarm.ConnMgr.LowWater", "40"), ("Swarm.ConnMgr.HighWater", "70")):
+            subprocess.run([ipfs, "config", "--json", key, value], env=env, check=True, capture_output=True)
+        daemon = subprocess.Popen(
+            [ipfs, "daemon", "--enable-pubsub-experiment"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert daemon.stdout is not None
+        try:
+            for line in daemon.stdout:
+                if "Daemon is ready" in line:
+                    break
+            else:
+                raise RuntimeError("kubo exited before it was ready")
+            time.sleep(settle)  # what is measured is the settled footprint, not an event to wait for
+            status = Path(f"/proc/{daemon.pid}/status").read_text()
+            return {"rss_mb": status_mb(status, "VmRSS"), "peak_rss_mb": status_mb(status, "VmHWM")}
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+
+
+def peers_on_a_pi(peer_mb: float, kubo_mb: float) -> int:
+    return int((PI_RAM_MB - PI_RESERVED_MB) // (peer_mb + kubo_mb))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="training rounds before measuring")
+    parser.add_argument("--only", nargs="*", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument("--backends", nargs="*", choices=["numpy", "tflite"], default=["numpy", "tflite"])
+    parser.add_argument("--image", help="measure inside this image (podman) instead of natively")
+    parser.add_argument("--platform", default="linux/amd64", help="the image's platform (with --image)")
+    parser.add_argument(
+        "--kubo-rss", type=float, help="MB a kubo node needs, for the peers-per-Pi count (default: measured)"
+    )
+    args = parser.parse_args()
+    kubo = {"peak_rss_mb": args.kubo_rss} if args.kubo_rss is not None else measure_kubo()
+    print(json.dumps({"kubo": kubo}), file=sys.stderr, flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        femnist = str(synthetic_femnist(Path(folder)))
+        for arch in args.only:
+            dataset_path = femnist if CASES[arch] == "femnist" else None
+            results[arch] = {}
+            for backend in args.backends:
+                if args.image:
+                    run = measure_image(arch, backend, dataset_path, args.rounds, args.image, args.platform)
+                else:
+                    run = measure_native(arch, backend, dataset_path, args.rounds)
+                run["peers_per_4gb_pi"] = peers_on_a_pi(run["peak_rss_mb"], kubo["peak_rss_mb"])
+                results[arch][backend] = run
+                print(json.dumps({arch: {backend: run}}), file=sys.stderr, flush=True)
+            if {"numpy", "tflite"} <= results[arch].keys():
+                numpy_peak, tflite_peak = (results[arch][b]["peak_rss_mb"] for b in ("numpy", "tflite"))
+                results[arch]["tflite_peak_ratio"] = round(tflite_peak / numpy_peak, 2)
+    print(
+        json.dumps(
+            {
+                "benchmark": "peer_footprint",
+                "where": f"{args.image} ({args.platform})" if args.image else "native",
+                "rounds": args.rounds,
+                "kubo": kubo,
+                "pi": {"ram_mb": PI_RAM_MB, "reserved_mb": PI_RESERVED_MB},
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
