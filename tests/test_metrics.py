@@ -77,7 +77,8 @@ def _settings(**overrides: object) -> LabSettings:
 def lab_rounds() -> Iterator[tuple[LabWorker, dict[int, dict[str, Any]]]]:
     """Three peers (the last one label-flipping) after three synchronous rounds in one worker, with the
     lab's last evaluation of each."""
-    worker = LabWorker(_settings(), [0, 1, 2])
+    # per-peer intake metrics are kept when the lab serves metrics (`--metrics-port`; the worker binds nothing)
+    worker = LabWorker(_settings(metrics_port=65535), [0, 1, 2])
     evaluation: dict[int, dict[str, Any]] = {}
     for round_index in (1, 2, 3):
         _results, blocks, announcements = worker.train(round_index, [0, 1, 2])

@@ -143,6 +143,10 @@ class TFLiteModel:
 
     # --- the Model interface ---------------------------------------------------------------------------
     @property
+    def num_classes(self) -> int:
+        return int(self.twin.num_classes)
+
+    @property
     def architecture(self) -> str:
         return self.twin.architecture
 
