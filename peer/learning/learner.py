@@ -6,6 +6,7 @@ reference model -> tip selection -> average -> local training -> evaluation -> p
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -84,6 +85,16 @@ class Learner:
             self._ratings[tx_id] = cached
         return cached
 
+    def forget_ratings(self, tangle: Tangle, min_height: int) -> None:
+        """Drop the ratings of transactions below `min_height` (out of every walk's reach; the genesis
+        model's rating stays, the plausibility bar needs it). Ratings are recomputed if ever needed."""
+        genesis = tangle.genesis.id
+        self._ratings = {
+            t: m
+            for t, m in self._ratings.items()
+            if t == genesis or (t in tangle and tangle.height(t) >= min_height)
+        }
+
     def _selector(self, tangle: Tangle, rng: np.random.Generator) -> TipSelector:
         def accuracy(tx_id: str) -> float:
             try:
@@ -112,7 +123,9 @@ class Learner:
             min_height=min_height,
         )
         # of the best-scored plausible candidates, average the k that do best on the peer's own data
-        candidates = [t for t in ranked if self.plausible(tangle, t)][: self.settings.reference_candidates]
+        # lazily: in a tangle 1,000 wide the ranking holds thousands, and each check may rate a model
+        plausible = (t for t in ranked if self.plausible(tangle, t))
+        candidates = list(itertools.islice(plausible, self.settings.reference_candidates))
         candidates.sort(key=lambda t: self.rating(tangle, t).loss)
         chosen = candidates[: self.settings.reference_top_k] or [tangle.genesis.id]
         self.metrics.consensus_duration.observe(time.perf_counter() - started)

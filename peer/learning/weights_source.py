@@ -94,6 +94,18 @@ class WeightsSource:
                 _, evicted = self._cache.popitem(last=False)
                 self._cached_bytes -= weights_nbytes(evicted)
 
+    def forget(self, weights_ids: list[str]) -> None:
+        """Drop decoded weights nobody will read again (they left every walk window)."""
+        with self._lock:
+            for weights_id in weights_ids:
+                evicted = self._cache.pop(weights_id, None)
+                if evicted is not None:
+                    self._cached_bytes -= weights_nbytes(evicted)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
+
     def is_usable(self, weights_id: str) -> bool:
         """True unless the weights are known to be invalid or cannot be fetched now."""
         try:
