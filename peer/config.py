@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliImplicitFlag, PydanticBaseSettingsSource, SettingsConfigDict
 
+from peer.models.fake import LEAF_CNN_PARAMS
 from peer.tangle.tip_selection import WalkConfig
 
 
@@ -30,6 +31,9 @@ class LearningSettings(BaseSettings):
 
     model: Literal["softmax", "mlp", "cnn", "fake"] = Field(
         "mlp", description="model trained by the peers (the original's no_tf is fake, femnist is cnn)"
+    )
+    fake_params: int = Field(
+        LEAF_CNN_PARAMS, ge=1, description="parameters of the fake model (default: the LEAF CNN's count)"
     )
     dataset: Literal["digits", "femnist"] = Field("digits", description="dataset the peers learn on")
     dataset_path: Path | None = Field(

@@ -177,7 +177,9 @@ def _run(
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
     # the runner's own copy of the data and model, for the baseline and the live API (workers load their own)
     dataset = load_dataset(settings.dataset, settings.dataset_path)
-    model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+    model = create_model(
+        settings.model, dataset.input_shape, dataset.num_classes, fake_params=settings.fake_params
+    )
     fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
     trainings = 0

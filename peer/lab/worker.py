@@ -64,7 +64,9 @@ class LabWorker:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         dataset = load_dataset(settings.dataset, settings.dataset_path)
-        self.model = create_model(settings.model, dataset.input_shape, dataset.num_classes)
+        self.model = create_model(
+            settings.model, dataset.input_shape, dataset.num_classes, fake_params=settings.fake_params
+        )
         self.genesis = make_genesis(self.model, settings.seed)
         self.storage = MemoryStorage()
         self.broker = MemoryBroker()

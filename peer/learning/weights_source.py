@@ -102,6 +102,11 @@ class WeightsSource:
                 if evicted is not None:
                     self._cached_bytes -= weights_nbytes(evicted)
 
+    def holds(self, weights_id: str) -> bool:
+        """Whether the decoded weights are in the cache now."""
+        with self._lock:
+            return weights_id in self._cache
+
     @property
     def cached_bytes(self) -> int:
         return self._cached_bytes

@@ -20,8 +20,11 @@ from peer.models.weights import (
 MODEL_NAMES: tuple[str, ...] = ("softmax", "mlp", "cnn", "fake")
 
 
-def create_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> Model:
-    """Build a model by its configuration name (the `MODEL` setting) with default hyperparameters."""
+def create_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, *, fake_params: int = LEAF_CNN_PARAMS
+) -> Model:
+    """Build a model by its configuration name (the `MODEL` setting) with default hyperparameters;
+    `fake_params` sizes the fake model (default: the LEAF CNN's parameter count)."""
     shape = tuple(int(d) for d in input_shape)
     if name == "softmax":
         return SoftmaxRegression(shape, num_classes)
@@ -30,7 +33,7 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> M
     if name == "cnn":
         return SmallCNN(shape, num_classes)
     if name == "fake":
-        return FakeModel(input_shape=shape, num_classes=num_classes)
+        return FakeModel(fake_params, input_shape=shape, num_classes=num_classes)
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
 
 

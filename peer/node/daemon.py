@@ -137,7 +137,7 @@ class PeerDaemon:
     async def _genesis(self) -> tuple[Any, Genesis]:
         s = self.settings
         dataset = await asyncio.to_thread(load_dataset, s.dataset, s.dataset_path)
-        model = create_model(s.model, dataset.input_shape, dataset.num_classes)
+        model = create_model(s.model, dataset.input_shape, dataset.num_classes, fake_params=s.fake_params)
         return dataset, await asyncio.to_thread(make_genesis, model, s.seed)
 
     # --- the daemon --------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class PeerDaemon:
         instruments = metrics.peer(self.author)
         peer = Peer(
             author=self.author,
-            model=create_model(s.model, dataset.input_shape, dataset.num_classes),
+            model=create_model(s.model, dataset.input_shape, dataset.num_classes, fake_params=s.fake_params),
             data=data,
             settings=s,
             storage=storage,
