@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from peer.data import femnist
+
 PROBE = """
 import json, os, sys, threading, time
 import multiprocessing
@@ -82,7 +84,7 @@ def synthetic_femnist(path: Path, writers: int, per_writer: int = 10) -> Path:
         y=rng.integers(0, 62, n).astype(np.uint8),
         writers=np.repeat(np.arange(writers, dtype=np.int32), per_writer),
         writer_names=np.array([f"synthetic_{i:05d}" for i in range(writers)]),
-        format_version=np.int32(2),
+        format_version=np.int32(femnist._FORMAT_VERSION),  # what convert_leaf writes
     )
     return path
 

@@ -63,6 +63,12 @@ class LearningSettings(BaseSettings):
         ge=1,
         description="the reference averages the k lowest-loss of this many best-scored transactions",
     )
+    reference_depth: int | None = Field(
+        None,
+        ge=1,
+        description="the reference counts confidence within this many heights below the highest tip "
+        "(default: the walk window, PARTICLE_DEPTH_MAX)",
+    )
     plausible_loss_factor: float = Field(
         4.0,
         ge=1,
@@ -106,6 +112,8 @@ class LearningSettings(BaseSettings):
     def _consistent(self) -> LearningSettings:
         if self.particle_depth_min > self.particle_depth_max:
             raise ValueError("particle_depth_min must not exceed particle_depth_max")
+        if self.reference_depth is not None and self.reference_depth > self.particle_depth_max:
+            raise ValueError("reference_depth must not exceed particle_depth_max (the walk window)")
         if self.dataset == "femnist" and self.dataset_path is None:
             raise ValueError("dataset_path is required for the femnist dataset")
         if self.partition == "writer" and self.dataset != "femnist":

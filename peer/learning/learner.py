@@ -112,7 +112,9 @@ class Learner:
 
     def reference(self, tangle: Tangle, rng: np.random.Generator) -> Reference:
         selector = self._selector(tangle, rng)
-        depth = selector.config.window_depth
+        # confidence is counted within the walk window, or a shallower band: in a tangle 100 wide the
+        # window's score favours models several rounds old (see README, "The lab at 100 peers and more")
+        depth = self.settings.reference_depth or selector.config.window_depth
         min_height = 0 if depth is None else max(0, tangle.max_height - depth)
         started = time.perf_counter()
         ranked = reference_transactions(
