@@ -3,13 +3,15 @@ per peer (fake model, where the data cannot be split 1,000 ways), and the tangle
 (MLP on digits, iid; with a LEAF FEMNIST file also split by writer), with its scale settings and without.
 
     python benchmarks/lab_scale.py [--peers 10 100 1000] [--rounds 20] [--fake-params 20000]
-                                   [--accuracy-peers 100] [--accuracy-rounds 30] [--leaf FILE_OR_DIR]
-                                   [--skip-cost] [--skip-accuracy]
+                                   [--active-peers N] [--accuracy-peers 100] [--accuracy-rounds 30]
+                                   [--leaf FILE_OR_DIR] [--skip-cost] [--skip-accuracy]
 
 Cost runs: the fake model (`--fake-params` float32 parameters) on a FEMNIST-like synthetic set of 10
 samples per writer and one writer per peer (the fake model ignores the pixels, so per-peer work is the same
 at every size), 2 worker processes, no baseline. Peak memory is the largest sum of the resident sets of the
-runner and its workers, sampled every 0.1 s; per peer it is that divided by the peers.
+runner and its workers, sampled every 0.1 s; per peer it is that divided by the peers. `--active-peers N`
+caps the trainings per round at about N (active quota N / peers) where the machine is too busy for
+1,000 trainings a round; every peer still exists, holds its data and takes in every transaction.
 
 Accuracy runs: each lab trains FedAvg beside the tangle on the same split, active peers and local work;
 "attack" runs make the last 20% of the peers publish random weights from round 1. Every lab runs in its own
@@ -39,7 +41,7 @@ from peer.lab.runner import run_lab
 
 def rss(pid):
     try:
-        with open(f"/proc/{{pid}}/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmRSS"))
     except (OSError, StopIteration):
         return 0
@@ -60,18 +62,18 @@ if __name__ == "__main__":
     seconds = time.perf_counter() - started
     done.set()
     summary = result.summary()
-    print(json.dumps({{
+    print(json.dumps({
         "seconds": seconds,
         "trainings": result.trainings,
         "peak_rss_bytes": peak[0],
         "tangle": summary["tangle"]["accuracy"],
-        "fedavg": summary.get("fedavg", {{}}).get("accuracy"),
+        "fedavg": summary.get("fedavg", {}).get("accuracy"),
         "transactions": summary["tangle"]["transactions"],
-    }}))
+    }))
 """
 
 # the learning-at-scale settings (README: "The lab at 100 peers and more")
-SCALE: dict[str, Any] = {}
+SCALE: dict[str, Any] = {"num_of_tips": 4, "tip_sample_size": 8, "reference_depth": 3}
 
 
 def synthetic_femnist(path: Path, writers: int, per_writer: int = 10) -> Path:
@@ -102,7 +104,7 @@ def probe(settings: dict[str, Any]) -> dict[str, Any]:
     return measured
 
 
-def cost(peers: list[int], rounds: int, fake_params: int, folder: Path) -> dict[str, Any]:
+def cost(peers: list[int], rounds: int, fake_params: int, folder: Path, active: int | None) -> dict[str, Any]:
     rows = []
     for count in peers:
         data = synthetic_femnist(folder / f"synthetic-{count}.npz", count)
@@ -117,12 +119,14 @@ def cost(peers: list[int], rounds: int, fake_params: int, folder: Path) -> dict[
                 "partition": "writer",
                 "baseline": "none",
                 "workers": 2,
+                "active_quota": 1.0 if active is None else min(1.0, active / count),
             }
         )
         rows.append(
             {
                 "peers": count,
                 "rounds": rounds,
+                "active_quota": 1.0 if active is None else min(1.0, active / count),
                 "trainings": measured["trainings"],
                 "transactions": measured["transactions"],
                 "seconds": round(measured["seconds"], 1),
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--peers", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--fake-params", type=int, default=20_000)
+    parser.add_argument("--active-peers", type=int, default=None)
     parser.add_argument("--accuracy-peers", type=int, default=100)
     parser.add_argument("--accuracy-rounds", type=int, default=30)
     parser.add_argument("--leaf", type=Path, default=None, help="LEAF FEMNIST JSON file/folder or .npz")
@@ -194,7 +199,7 @@ def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         if not args.skip_cost:
-            out["cost"] = cost(args.peers, args.rounds, args.fake_params, Path(folder))
+            out["cost"] = cost(args.peers, args.rounds, args.fake_params, Path(folder), args.active_peers)
     if not args.skip_accuracy:
         out["accuracy"] = accuracy(args.accuracy_peers, args.accuracy_rounds, args.leaf)
     out["benchmark_seconds"] = round(time.perf_counter() - started, 1)
