@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliImplicitFlag, PydanticBaseSettingsSource, SettingsConfigDict
 
 from peer.models import Model, create_model
+from peer.models.fake import LEAF_CNN_PARAMS
 from peer.tangle.tip_selection import WalkConfig
 
 
@@ -40,6 +41,9 @@ class LearningSettings(BaseSettings):
     )
     tflite_path: Path | None = Field(
         None, description="with MODEL=tflite: a .tflite file to use instead of the packaged one"
+    )
+    fake_params: int = Field(
+        LEAF_CNN_PARAMS, ge=1, description="parameters of the fake model (default: the LEAF CNN's count)"
     )
     dataset: Literal["digits", "femnist"] = Field("digits", description="dataset the peers learn on")
     dataset_path: Path | None = Field(
@@ -68,6 +72,12 @@ class LearningSettings(BaseSettings):
         30,
         ge=1,
         description="the reference averages the k lowest-loss of this many best-scored transactions",
+    )
+    reference_depth: int | None = Field(
+        None,
+        ge=1,
+        description="the reference counts confidence within this many heights below the highest tip "
+        "(default: the walk window, PARTICLE_DEPTH_MAX)",
     )
     plausible_loss_factor: float = Field(
         4.0,
@@ -116,6 +126,8 @@ class LearningSettings(BaseSettings):
     def _consistent(self) -> LearningSettings:
         if self.particle_depth_min > self.particle_depth_max:
             raise ValueError("particle_depth_min must not exceed particle_depth_max")
+        if self.reference_depth is not None and self.reference_depth > self.particle_depth_max:
+            raise ValueError("reference_depth must not exceed particle_depth_max (the walk window)")
         if self.dataset == "femnist" and self.dataset_path is None:
             raise ValueError("dataset_path is required for the femnist dataset")
         if self.partition == "writer" and self.dataset != "femnist":
@@ -131,6 +143,7 @@ class LearningSettings(BaseSettings):
             self.model,
             input_shape,
             num_classes,
+            fake_params=self.fake_params,
             tflite_arch=self.tflite_arch,
             tflite_path=self.tflite_path,
             batch_size=self.batch_size,

@@ -54,6 +54,24 @@ class MemoryStorage:
             verify_block(cid, data)
         self._blocks.setdefault(cid, data)
 
+    def read(self, cid: str, *, max_bytes: int) -> bytes:
+        """`get_weights` without the event loop, for a weights cache that several peers share."""
+        return self._get(cid, max_bytes)
+
+    def drop(self, cids: list[str]) -> int:
+        """Forget blocks (what garbage collection does to unpinned blocks on IPFS); returns bytes freed."""
+        freed = 0
+        for cid in cids:
+            data = self._blocks.pop(cid, None)
+            if data is not None:
+                freed += len(data)
+            self._new.pop(cid, None)
+        return freed
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(data) for data in self._blocks.values())
+
     def drain_new(self) -> dict[str, bytes]:
         new, self._new = self._new, {}
         return new

@@ -5,6 +5,11 @@ Rounds are synchronous, as in the papers' simulations: every active peer trains 
 the start of the round, then the round's blocks and announcements reach every peer in peer order. This
 keeps a run reproducible whatever the number of worker processes, since every random choice is seeded by
 (seed, peer, round) alone (over IPFS, PubSub's arrival order makes runs differ slightly).
+
+In memory, the peers of a worker share one tangle, one intake and one decoded-weights cache
+(`SharedIntake`): they receive the same announcements in the same order, so each would build the same
+tangle anyway. Weights leave memory once their transactions fall below every walk's window, as unpinned
+weights leave an IPFS node at garbage collection.
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ from peer.config import LabSettings
 from peer.data import load_dataset, peer_data
 from peer.ipfs.client import IpfsClient
 from peer.lab.results import Announced, PeerEvaluation, TrainResult
+from peer.learning.weights_source import WeightsSource
 from peer.metrics import PeerInstruments, PeerMetrics, snapshot
 from peer.node.announcement import Announcement, decode_announcement
-from peer.node.peer import Peer, make_genesis, store_genesis
-from peer.tangle.transaction import MAX_TRANSACTION_BYTES
+from peer.node.builder import TangleBuilder
+from peer.node.guard import TangleGuard
+from peer.node.peer import Peer, SharedIntake, make_genesis, max_weights_bytes, store_genesis
+from peer.tangle.dag import Tangle
+from peer.tangle.transaction import MAX_TRANSACTION_BYTES, Transaction
 
 TRAIN, EVALUATE = 0, 1
+SHARED_CACHE_BYTES_PER_PEER = 64 * 1024 * 1024  # what each peer's own cache may hold (Peer's default)
+SHARED_CACHE_BYTES_MAX = 1024 * 1024 * 1024
 
 
 def peer_rng(seed: int, peer: int, round_index: int, purpose: int) -> np.random.Generator:
@@ -54,8 +65,11 @@ class LabWorker:
         self.genesis = make_genesis(self.model, settings.seed)
         self.storage = MemoryStorage()
         self.broker = MemoryBroker()
+        self.shared: SharedIntake | None = None
         if settings.backend == "memory":
             self.loop.run_until_complete(store_genesis(self.storage, self.genesis))
+            self.shared = self._shared_intake(len(peer_indices))
+        self._floor = 0  # weights of transactions below this height have left memory
         malicious = set(settings.malicious_peers)
         self.metrics = PeerMetrics()  # this worker's peers; the runner serves all workers' snapshots
         self.peers: dict[int, Peer] = {}
@@ -86,6 +100,7 @@ class LabWorker:
                 malicious=index in malicious,
                 tag="lab",
                 metrics=instruments,
+                shared=self.shared,
             )
         self._intake = []
         if settings.backend == "ipfs":
@@ -94,6 +109,53 @@ class LabWorker:
             self.loop.run_until_complete(asyncio.sleep(1.0))  # subscriptions up before round 1
         self._round = 0
         self._references: dict[int, list[str]] = {}
+
+    def _shared_intake(self, hosted: int) -> SharedIntake:
+        tangle = Tangle(self.genesis.transaction, weight_horizon=self.settings.weight_horizon)
+        guard = TangleGuard(tangle)
+        builder = TangleBuilder(
+            guard, self.storage, architecture=self.model.architecture, on_insert=self._inserted
+        )
+        limit = max_weights_bytes(self.genesis)
+        storage = self.storage
+        weights = WeightsSource(
+            lambda cid: storage.read(cid, max_bytes=limit),
+            self.model.weight_spec(),
+            max_bytes=limit,
+            cache_bytes=min(SHARED_CACHE_BYTES_PER_PEER * hosted, SHARED_CACHE_BYTES_MAX),
+        )
+        return SharedIntake(guard, builder, weights, limit)
+
+    def _inserted(self, tx: Transaction) -> None:
+        """Per-peer intake metrics, kept only when someone scrapes them (a call per peer per transaction)."""
+        if self.settings.metrics_port is None:
+            return
+        for peer in self.peers.values():
+            if peer.author != tx.author:
+                peer.metrics.inserted(tx)
+
+    def _evict(self) -> None:
+        """Weights below every walk's window (walks start at most `window_depth` below the highest tip, and
+        the reference counts no deeper) leave the store and the cache; so do the peers' ratings of them."""
+        if self.shared is None:
+            return  # over IPFS each peer has its own intake and the nodes' GC frees weights
+        depth = self.settings.walk_config().window_depth
+        tangle = self.shared.guard.tangle
+        if depth is None or tangle.max_height - depth <= self._floor:
+            return
+        floor = tangle.max_height - depth
+        keep = {tangle.get(t).weights for t in tangle.window(depth)} | {tangle.genesis.weights}
+        gone = [
+            tangle.get(t).weights
+            for h in range(self._floor, floor)
+            for t in tangle.at_height(h)
+            if tangle.get(t).weights not in keep
+        ]
+        self.storage.drop(gone)
+        self.shared.weights.forget(gone)
+        for peer in self.peers.values():
+            peer.learner.forget_ratings(tangle, floor)
+        self._floor = floor
 
     def _backends(self, index: int, instruments: PeerInstruments) -> tuple[Storage, Broker, str]:
         """Memory: the worker's shared store, a broker client named after the peer. IPFS: the node of the
@@ -163,13 +225,17 @@ class LabWorker:
         for cid, data in blocks.items():
             self.storage.add_replica(cid, data)
         self.storage.drain_new()
+        if self.shared is None:
+            raise RuntimeError("memory-backend lab worker without its shared intake")
+        builder = self.shared.builder
 
         async def feed() -> None:
+            # the peers here share one intake: each announcement is taken in once for all of them
             for _topic, sender, data in announcements:
-                for peer in self.peers.values():
-                    await peer.builder.on_message(Message(sender=sender, data=data))
+                await builder.on_message(Message(sender=sender, data=data))
 
         self.loop.run_until_complete(feed())
+        self._evict()
 
     def evaluate(self, round_index: int) -> dict[int, PeerEvaluation]:
         """Each peer's reference model on its own test set."""

@@ -6,6 +6,7 @@ reference model -> tip selection -> average -> local training -> evaluation -> p
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -100,6 +101,16 @@ class Learner:
             self._ratings[tx_id] = cached
         return cached
 
+    def forget_ratings(self, tangle: Tangle, min_height: int) -> None:
+        """Drop the ratings of transactions below `min_height` (out of every walk's reach; the genesis
+        model's rating stays, the plausibility bar needs it). Ratings are recomputed if ever needed."""
+        genesis = tangle.genesis.id
+        self._ratings = {
+            t: m
+            for t, m in self._ratings.items()
+            if t == genesis or (t in tangle and tangle.height(t) >= min_height)
+        }
+
     def _selector(self, tangle: Tangle, rng: np.random.Generator) -> TipSelector:
         def accuracy(tx_id: str) -> float:
             try:
@@ -117,7 +128,9 @@ class Learner:
 
     def reference(self, tangle: Tangle, rng: np.random.Generator) -> Reference:
         selector = self._selector(tangle, rng)
-        depth = selector.config.window_depth
+        # confidence is counted within the walk window, or a shallower band: in a tangle 100 wide the
+        # window's score favours models several rounds old (see README, "The lab at 100 peers and more")
+        depth = self.settings.reference_depth or selector.config.window_depth
         min_height = 0 if depth is None else max(0, tangle.max_height - depth)
         started = time.perf_counter()
         chosen = self.reference_rule.choose(

@@ -103,6 +103,23 @@ class WeightsSource:
                 _, evicted = self._cache.popitem(last=False)
                 self._cached_bytes -= weights_nbytes(evicted)
 
+    def forget(self, weights_ids: list[str]) -> None:
+        """Drop decoded weights nobody will read again (they left every walk window)."""
+        with self._lock:
+            for weights_id in weights_ids:
+                evicted = self._cache.pop(weights_id, None)
+                if evicted is not None:
+                    self._cached_bytes -= weights_nbytes(evicted)
+
+    def holds(self, weights_id: str) -> bool:
+        """Whether the decoded weights are in the cache now."""
+        with self._lock:
+            return weights_id in self._cache
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
+
     @property
     def unusable(self) -> dict[str, str]:
         with self._lock:

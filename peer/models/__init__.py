@@ -30,12 +30,14 @@ def create_model(
     tflite_arch: str = "mlp",
     tflite_path: Path | None = None,
     batch_size: int | None = None,
+    fake_params: int = LEAF_CNN_PARAMS,
 ) -> Model:
     """Build a model by its configuration name (the `MODEL` setting) with default hyperparameters.
 
     "tflite" is the layout of the numpy model `tflite_arch` run by a TensorFlow Lite runtime, from the
     packaged .tflite file or `tflite_path`; it raises ModelError (one line) for a missing runtime, a bad file
-    or a `batch_size` above the file's train batch.
+    or a `batch_size` above the file's train batch. `fake_params` sizes the fake model (default: the LEAF
+    CNN's parameter count).
     """
     shape = tuple(int(d) for d in input_shape)
     if name == "softmax":
@@ -51,7 +53,7 @@ def create_model(
 
         return create_tflite_model(tflite_arch, shape, num_classes, path=tflite_path, batch_size=batch_size)
     if name == "fake":
-        return FakeModel(input_shape=shape, num_classes=num_classes)
+        return FakeModel(fake_params, input_shape=shape, num_classes=num_classes)
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
 
 

@@ -55,6 +55,11 @@ def make_genesis(model: Model, seed: int) -> Genesis:
     return Genesis(decode_transaction(cid, block), block, weights, data)
 
 
+def max_weights_bytes(genesis: Genesis) -> int:
+    """The largest weights payload a peer accepts: twice the genesis model's, plus room for the header."""
+    return 2 * weights_nbytes(genesis.weights) + 64 * 1024
+
+
 async def store_genesis(storage: Storage, genesis: Genesis) -> None:
     weights_cid = await storage.put_weights(genesis.weights_bytes)
     if weights_cid != genesis.transaction.weights:
@@ -62,6 +67,23 @@ async def store_genesis(storage: Storage, genesis: Genesis) -> None:
             f"storage gave the genesis weights CID {weights_cid}, expected {genesis.transaction.weights}"
         )
     await storage.put_transaction(genesis.transaction.id, genesis.block)
+
+
+@dataclass
+class SharedIntake:
+    """One tangle, one intake and one weights cache for peers that are known to receive the same
+    announcements in the same order (the lab's synchronous rounds in one worker process).
+
+    Such peers would each build an identical tangle and decode identical weights; sharing them makes the
+    cost follow the work (one insertion and one decoding per transaction, not one per peer). A peer's own
+    transaction then enters the tangle with the round's delivery, like everyone else's, instead of at
+    publication; no peer trains twice in a round, so what each peer knows when it trains is unchanged.
+    """
+
+    guard: TangleGuard
+    builder: TangleBuilder
+    weights: WeightsSource
+    max_weights_bytes: int
 
 
 class Peer:
@@ -80,6 +102,7 @@ class Peer:
         tag: str = "",
         cache_bytes: int = 64 * 1024 * 1024,
         metrics: PeerInstruments | None = None,
+        shared: SharedIntake | None = None,
     ) -> None:
         self.author = author
         self.metrics = metrics if metrics is not None else PeerInstruments.detached(author)
@@ -91,18 +114,26 @@ class Peer:
         self.clock = clock
         self.tag = tag
         self.topic = topic_for(genesis.transaction.id)
-        self.tangle = Tangle(genesis.transaction, weight_horizon=settings.weight_horizon)
-        self.guard = TangleGuard(self.tangle)
-        self.builder = TangleBuilder(
-            self.guard, storage, architecture=model.architecture, on_insert=self.metrics.inserted
-        )
-        self.max_weights_bytes = 2 * weights_nbytes(genesis.weights) + 64 * 1024
-        self.weights = WeightsSource(
-            self._fetch_weights_blocking,
-            model.weight_spec(),
-            max_bytes=self.max_weights_bytes,
-            cache_bytes=cache_bytes,
-        )
+        self.shared = shared
+        if shared is not None:
+            self.guard = shared.guard
+            self.tangle = shared.guard.tangle
+            self.builder = shared.builder
+            self.max_weights_bytes = shared.max_weights_bytes
+            self.weights = shared.weights
+        else:
+            self.tangle = Tangle(genesis.transaction, weight_horizon=settings.weight_horizon)
+            self.guard = TangleGuard(self.tangle)
+            self.builder = TangleBuilder(
+                self.guard, storage, architecture=model.architecture, on_insert=self.metrics.inserted
+            )
+            self.max_weights_bytes = max_weights_bytes(genesis)
+            self.weights = WeightsSource(
+                self._fetch_weights_blocking,
+                model.weight_spec(),
+                max_bytes=self.max_weights_bytes,
+                cache_bytes=cache_bytes,
+            )
         self.weights.put(genesis.transaction.weights, genesis.weights)
         self.learner = Learner(model, data, settings, self.weights, malicious=malicious, metrics=self.metrics)
         self.metrics.attach(self, model=model.architecture, malicious=malicious)
@@ -150,7 +181,8 @@ class Peer:
         )
         await self.storage.put_transaction(cid, block)
         tx = decode_transaction(cid, block, verify=False)
-        self.guard.add(tx)
+        if self.shared is None:  # a shared tangle gets it with the round's delivery, in peer order
+            self.guard.add(tx)
         self.published.append(tx)
         self.published_count += 1
         self.metrics.published(tx, len(data))
