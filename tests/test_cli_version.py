@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from peer.cli import main
+from learning_tangle.cli import main
 from peer.healthcheck import check
 
 VERSION = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]

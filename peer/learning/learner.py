@@ -6,7 +6,6 @@ reference model -> tip selection -> average -> local training -> evaluation -> p
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 
@@ -105,11 +104,11 @@ class Learner:
         """Drop the ratings of transactions below `min_height` (out of every walk's reach; the genesis
         model's rating stays, the plausibility bar needs it). Ratings are recomputed if ever needed."""
         genesis = tangle.genesis.id
-        self._ratings = {
-            t: m
-            for t, m in self._ratings.items()
-            if t == genesis or (t in tangle and tangle.height(t) >= min_height)
-        }
+        stale = [
+            t for t in self._ratings if t != genesis and not (t in tangle and tangle.height(t) >= min_height)
+        ]
+        for t in stale:
+            del self._ratings[t]
 
     def _selector(self, tangle: Tangle, rng: np.random.Generator) -> TipSelector:
         def accuracy(tx_id: str) -> float:

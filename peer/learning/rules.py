@@ -5,6 +5,7 @@ reference (consensus) model, and whether a new model is published. With `peer.ta
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -50,7 +51,10 @@ class ConfidenceThenLoss:
         ranked = reference_transactions(
             tangle, walk, sampling_rounds=settings.num_of_sampling_round, top_k=None, min_height=min_height
         )
-        candidates = [t for t in ranked if plausible(t)][: settings.reference_candidates]
+        # lazily: in a tangle 1,000 wide the ranking holds thousands, and each check may rate a model
+        candidates = list(
+            itertools.islice((t for t in ranked if plausible(t)), settings.reference_candidates)
+        )
         candidates.sort(key=loss)
         return candidates[: settings.reference_top_k] or [tangle.genesis.id]
 
