@@ -144,7 +144,14 @@ def test_every_peer_variable_is_set_and_valid(
     rendered: dict[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # flags that make `tangle peer` do something else, and settings whose default is "unset"
-    not_set = {"CREATE_GENESIS", "PRINT_KUBO_CONFIG", "DATASET_PATH", "PIN_WINDOW"}
+    not_set = {
+        "CREATE_GENESIS",
+        "PRINT_KUBO_CONFIG",
+        "DATASET_PATH",
+        "PIN_WINDOW",
+        "REFERENCE_DEPTH",
+        "TFLITE_PATH",
+    }
     for overlay, objects in rendered.items():
         sts = one(objects, "StatefulSet", "peer")
         (peer,) = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "peer"]
