@@ -77,7 +77,7 @@ def _settings(**overrides: object) -> LabSettings:
 def lab_rounds() -> Iterator[tuple[LabWorker, dict[int, dict[str, Any]]]]:
     """Three peers (the last one label-flipping) after three synchronous rounds in one worker, with the
     lab's last evaluation of each."""
-    # per-peer intake metrics are kept when the lab serves metrics (`--metrics-port`; the worker binds nothing)
+    # per-peer intake metrics are kept when the lab serves metrics (--metrics-port; the worker binds nothing)
     worker = LabWorker(_settings(metrics_port=65535), [0, 1, 2])
     evaluation: dict[int, dict[str, Any]] = {}
     for round_index in (1, 2, 3):
