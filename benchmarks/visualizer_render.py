@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "tests" / "visualizer"))
 
 from viz_browser import DRAWN_JS, chromium_page, unavailable  # noqa: E402
 from viz_helpers import free_port, wait_http  # noqa: E402
+from viz_synthetic import LabLikeTangle, SyntheticApi  # noqa: E402
 
 from peer.api.app import BackgroundServer, create_app  # noqa: E402
-from visualizer.synthetic import LabLikeTangle, SyntheticApi  # noqa: E402
 
 # records when each WebSocket message arrives, before Bokeh handles it
 WS_HOOK = """

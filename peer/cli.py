@@ -3,15 +3,17 @@ exactly one definition, one validation and one help text."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 from pydantic_settings import BaseSettings, CliApp, CliSubCommand, SettingsConfigDict, SettingsError
 from rich.console import Console
 
 from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors, parse
-from visualizer.config import VizSettings
+from peer.plugins import commands
 
 
 class LabCommand(LabSettings):
@@ -21,7 +23,7 @@ class LabCommand(LabSettings):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from peer.lab.report import print_summary, write_outputs
-        from peer.lab.runner import run_lab
+        from peer.lab.runner import LabInterrupted, LabResult, run_lab
 
         console = Console(stderr=False)
         if self.backend == "ipfs":
@@ -52,9 +54,29 @@ class LabCommand(LabSettings):
                     tx=record.transactions,
                 )
 
-            result = run_lab(self, on_round=on_round)
-        paths = write_outputs(result, self.out)
-        print_summary(result, paths, console)
+            written: dict[str, Path] = {}
+
+            def on_finished(result: LabResult) -> None:  # before --linger: a finished run is never lost
+                written.update(write_outputs(result, self.out))
+                progress.stop()
+                print_summary(result, written, console)
+                if self.linger and self.api_port is not None and result.complete:
+                    console.print(f"serving the live API for {self.linger:g} s more (Ctrl-C ends it)")
+
+            # SIGTERM (kill, a container stop) ends the run like Ctrl-C: with the outputs written
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            try:
+                run_lab(self, on_round=on_round, on_finished=on_finished)
+            except LabInterrupted as stop:
+                where = "while lingering" if stop.lingering else f"after {len(stop.result.rounds)} rounds"
+                state = "complete" if stop.result.complete else "incomplete (summary.json: complete false)"
+                print(f"tangle lab: interrupted {where}; outputs in {self.out} are {state}", file=sys.stderr)
+                raise SystemExit(130) from None
+            except KeyboardInterrupt:
+                print(
+                    "tangle lab: interrupted before the first round started; nothing written", file=sys.stderr
+                )
+                raise SystemExit(130) from None
 
 
 class PeerCommand(PeerSettings):
@@ -79,16 +101,6 @@ class PeerCommand(PeerSettings):
             print(f"tangle peer: invalid configuration\n{error}", file=sys.stderr)
             raise SystemExit(2) from None
         raise SystemExit(code)
-
-
-class VizCommand(VizSettings):
-    """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
-
-    def cli_cmd(self) -> None:
-        from visualizer.server import serve
-
-        # a subcommand is parsed from flags only: build it again so VIZ_* variables fill what flags left unset
-        serve(VizSettings(**self.model_dump(exclude_unset=True)))
 
 
 class ConvertFemnistCommand(BaseSettings):
@@ -118,17 +130,25 @@ class Tangle(BaseSettings):
 
     lab: CliSubCommand[LabCommand]
     peer: CliSubCommand[PeerCommand]
-    viz: CliSubCommand[VizCommand]
     convert_femnist: CliSubCommand[ConvertFemnistCommand]
 
     def cli_cmd(self) -> None:
         CliApp.run_subcommand(self)
 
 
+def command_line() -> type[Tangle]:
+    """`tangle` with the subcommands other packages register (`tangle viz`, `tangle report`)."""
+    extra: dict[str, Any] = {name: (CliSubCommand[command], ...) for name, command in commands().items()}
+    if not extra:
+        return Tangle
+    model: type[Tangle] = create_model("Tangle", __base__=Tangle, __doc__=Tangle.__doc__, **extra)
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
-        CliApp.run(Tangle, cli_args=args)
+        CliApp.run(command_line(), cli_args=args)
     except ValidationError as error:
         env = bool(args) and args[0] == "peer"  # only `tangle peer` reads environment variables
         print(f"tangle: invalid configuration\n{describe_errors(error, env=env)}", file=sys.stderr)

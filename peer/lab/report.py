@@ -10,34 +10,43 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from peer.lab.runner import LabResult
+from peer.lab.runner import LabResult, PeerRound, RoundRecord
+from peer.plugins import LabOutputWriter, lab_output_writers
 
 
-def write_outputs(result: LabResult, out: Path) -> dict[str, Path]:
+def write_outputs(
+    result: LabResult, out: Path, writers: dict[str, LabOutputWriter] | None = None
+) -> dict[str, Path]:
+    """The output folder; `writers` add files after these (default: the registered ones, i.e. the
+    visualizer's report.html when it is installed)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out / "summary.json",
         "metrics": out / "metrics.csv",
+        "peers": out / "peers.csv",
         "tangle": out / "tangle.json",
         "plot": out / "accuracy.png",
     }
     paths["summary"].write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n")
-    with paths["metrics"].open("w", newline="") as handle:
-        fields = [f.name for f in dataclasses.fields(result.rounds[0])]
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for record in result.rounds:
-            writer.writerow(dataclasses.asdict(record))
+    _write_csv(paths["metrics"], RoundRecord, result.rounds)
+    _write_csv(paths["peers"], PeerRound, result.peer_rounds)
     paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
     if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
         paths["car"] = out / result.backend["car"]
     plot_accuracy(result, paths["plot"])
-    from visualizer.report import write_lab_report
-
-    report = write_lab_report(out)  # None without Bokeh (the viz extra)
-    if report is not None:
-        paths["report"] = report
+    for name, write in (lab_output_writers() if writers is None else writers).items():
+        written = write(out)  # None: the writer has nothing to add (e.g. Bokeh missing)
+        if written is not None:
+            paths[name] = written
     return paths
+
+
+def _write_csv(path: Path, kind: type, rows: list) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in dataclasses.fields(kind)])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(dataclasses.asdict(row))
 
 
 def plot_accuracy(result: LabResult, path: Path) -> None:
@@ -49,7 +58,7 @@ def plot_accuracy(result: LabResult, path: Path) -> None:
     rounds = [r.round for r in result.rounds]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(rounds, [r.tangle_accuracy for r in result.rounds], label="tangle (reference model)", marker=".")
-    if result.rounds[0].fedavg_accuracy is not None:
+    if result.rounds and result.rounds[0].fedavg_accuracy is not None:
         ax.plot(
             rounds, [r.fedavg_accuracy for r in result.rounds], label="FedAvg", marker=".", linestyle="--"
         )
@@ -73,6 +82,9 @@ def plot_accuracy(result: LabResult, path: Path) -> None:
 
 def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -> None:
     summary = result.summary()
+    if not result.rounds:
+        console.print("no round completed; outputs: " + ", ".join(str(p) for p in paths.values()))
+        return
     table = Table(title="Learning Tangle lab", show_lines=False)
     table.add_column("")
     table.add_column("tangle", justify="right")
@@ -91,7 +103,8 @@ def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -
     t = summary["tangle"]
     console.print(
         f"{t['transactions']} transactions, {t['tips']} tips, {t['published']} of {t['trainings']} trainings "
-        f"published; {result.trainings / result.seconds:.1f} peer-trainings/s over {result.seconds:.1f} s"
+        f"published; {result.trainings / max(result.seconds, 1e-9):.1f} peer-trainings/s over "
+        f"{result.seconds:.1f} s"
     )
     if result.rejected:
         console.print(f"rejected by peers: {result.rejected}")

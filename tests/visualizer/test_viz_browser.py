@@ -17,9 +17,9 @@ import httpx
 import pytest
 from viz_browser import COLUMN_LENGTHS_JS, DRAWN_JS, NODE_POSITION_JS, chromium_page, unavailable
 from viz_helpers import REPO, SteeredApi, free_port, wait_http
+from viz_synthetic import LabLikeTangle
 
 from peer.api.app import BackgroundServer, create_app
-from visualizer.synthetic import LabLikeTangle
 
 pytestmark = pytest.mark.browser
 

@@ -49,10 +49,10 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must start with http"):
         VizSettings(peers=["a:8000"])
     with pytest.raises(ValueError, match=r"no tangle\.json"):
-        VizSettings(lab=tmp_path)
+        VizSettings(lab=[tmp_path])
     (tmp_path / "tangle.json").write_text("{}")
     with pytest.raises(ValueError, match="do not combine"):
-        VizSettings(lab=tmp_path, peers=["http://a:8000"])
+        VizSettings(lab=[tmp_path], peers=["http://a:8000"])
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
