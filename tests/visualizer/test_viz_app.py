@@ -22,10 +22,10 @@ from bokeh.protocol import Protocol
 from viz_helpers import SteeredApi
 from viz_synthetic import LabLikeTangle, SyntheticApi
 
+from visualizer import style
 from visualizer.app import LiveApp, ReplayApp
 from visualizer.config import VizSettings
 from visualizer.sources import Entry, Page, load_lab_run
-from visualizer import style
 from visualizer.view import TangleView
 
 
