@@ -163,7 +163,12 @@ class RunPanel:
         self.source = ColumnDataSource({c: [] for c in HISTORY_COLUMNS}, name="history")
         self.header = Div(name="run_header", text="", sizing_mode="stretch_width")
         self.attack = Span(
-            location=0, dimension="height", line_color="#b00020", line_dash="dashed", visible=False
+            name="attack_start",
+            location=0,
+            dimension="height",
+            line_color="#b00020",
+            line_dash="dashed",
+            visible=False,
         )
         common: dict[str, Any] = {"height": 190, "toolbar_location": None, "x_axis_label": "lab round"}
         self.accuracy = _strip("reference accuracy of every peer (band: min-max of honest peers)", common)
@@ -176,7 +181,7 @@ class RunPanel:
                            legend_label="tangle (mean)")  # fmt: skip
         self.fedavg_line = self.accuracy.line(
             "round", "fedavg_accuracy", source=self.source, line_width=2, color="#555555", line_dash="dashed",
-            legend_label="FedAvg",
+            legend_label="FedAvg", name="fedavg_accuracy_line",
         )  # fmt: skip
         self.loss = _strip("loss (mean of honest peers)", common)
         self.loss.line(
@@ -186,7 +191,7 @@ class RunPanel:
             "round", "fedavg_loss", source=self.source, line_width=2, color="#555555", line_dash="dashed",
             legend_label="FedAvg",
         )  # fmt: skip
-        self.misread = _strip("3 read as 8", common)
+        self.misread = _strip("3 read as 8", common, name="strip_misread")
         self.misread.y_range = Range1d(0, 1)
         self.misread.line(
             "round", "tangle_3as8", source=self.source, line_width=2, color="#d62728", legend_label="tangle"
@@ -334,10 +339,11 @@ def compare_html(runs: Sequence[tuple[str, LabHistory, bool]]) -> str:
     )  # fmt: skip
 
 
-def _strip(title: str, common: dict[str, Any]) -> Any:
+def _strip(title: str, common: dict[str, Any], name: str | None = None) -> Any:
     from bokeh.plotting import figure
 
-    fig = figure(title=title, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save", **common)
+    tools = "pan,wheel_zoom,reset,save"
+    fig = figure(title=title, name=name, sizing_mode="stretch_width", tools=tools, **common)
     fig.title.text_font_size = "9pt"
     fig.xaxis.axis_label_text_font_size = "8pt"
     fig.xaxis.major_label_text_font_size = "8pt"

@@ -122,7 +122,8 @@ class TangleView:
 
     # --- building ------------------------------------------------------------------------------------------
     def _tangle_figure(self, webgl: bool, height: int, title: str) -> Any:
-        tools = "pan,wheel_zoom,box_zoom,reset,save"
+        # the wheel zooms along x only: the lanes stay in view (the y range follows the data)
+        tools = "xpan,xwheel_zoom,box_zoom,reset,save"
         fig = figure(
             name="tangle",
             title=title or None,
@@ -130,7 +131,7 @@ class TangleView:
             sizing_mode="stretch_width",
             output_backend="webgl" if webgl else "canvas",
             tools=tools,
-            active_scroll="wheel_zoom",
+            active_scroll="xwheel_zoom",
             x_axis_label="height (logical time)",
             y_axis_label="lane",
             x_range=Range1d(-1, 1),
@@ -244,7 +245,7 @@ class TangleView:
             ],
             limit=1,
         )
-        band_hover = HoverTool(
+        self.band_hover = band_hover = HoverTool(
             renderers=[self.band_renderer],
             tooltips=[
                 ("band", "@span_txt"),
@@ -275,6 +276,7 @@ class TangleView:
         self.tip_indices = []
         self.selected = None
         self.expanded = None
+        self._bands_behind(False)
         self.weights = None
         self.nodes.selected.indices = []
         self.xnodes.selected.indices = []
@@ -360,9 +362,7 @@ class TangleView:
         if not self.detail_start or x1 - x0 > self._expand_span() or x1 < self._band_x(0)[0]:
             if self.expanded is None:
                 return False
-            self.expanded = None
-            self.xnodes.data = _empty(style.NODE_COLUMNS)
-            self.xedges.data = _empty(style.EDGE_COLUMNS)
+            self._collapse()
             return True
         margin = (x1 - x0) * 0.25
         low, high = x0 - margin, x1 + margin
@@ -376,8 +376,22 @@ class TangleView:
         self.xnodes.selected.indices = []
         self.xnodes.data = style.node_columns(self.graph, chosen, self.weights)
         self.xedges.data = style.edge_columns(self.graph, style.edge_pairs(chosen))
+        self._bands_behind(True)
         self._show_cone()
         return True
+
+    def _collapse(self) -> None:
+        self.expanded = None
+        self.xnodes.data = _empty(style.NODE_COLUMNS)
+        self.xedges.data = _empty(style.EDGE_COLUMNS)
+        self._bands_behind(False)
+
+    def _bands_behind(self, expanded: bool) -> None:
+        """With the banded transactions drawn, the bands only tint the background and have no hover."""
+        alpha = 0.12 if expanded else 0.55
+        if self.band_renderer.glyph.fill_alpha != alpha:
+            self.band_renderer.glyph.fill_alpha = alpha
+            self.band_hover.renderers = [] if expanded else [self.band_renderer]
 
     def _expand_span(self) -> float:
         if self.x_mode == LOGICAL:
@@ -534,7 +548,8 @@ class TangleView:
             clock = any(n.created > UNIX_TIME for n in self.graph.nodes[-1:])
             axis.axis_label = "created (UTC)" if clock else "created (lab round)"
             axis.formatter = self.time_formatter if clock else self.number_formatter
-        self.expanded = None
+        if self.expanded is not None:
+            self._collapse()
         self.show_all()
 
     def set_color_mode(self, mode: str) -> None:
