@@ -180,6 +180,7 @@ class LiveApp:
         self.generation = 0  # bumped on a peer switch: a poll answer for the previous peer is dropped
         self.busy = False
         self.history_round: int | None = None
+        self.closed = False  # the session ended: a poll in flight must not touch the document
         self.controls.peer.on_change("value", self._on_peer)
         self.view.set_header("", 0, 0, None, "looking for peers…")
         doc.add_next_tick_callback(self._discover)
@@ -193,9 +194,13 @@ class LiveApp:
         try:
             entries = await self.source.entries()
         except SourceError as error:
-            self.doc.add_next_tick_callback(partial(self._show_status, str(error)))
+            self._next_tick(partial(self._show_status, str(error)))
             return
-        self.doc.add_next_tick_callback(partial(self._set_entries, entries))
+        self._next_tick(partial(self._set_entries, entries))
+
+    def _next_tick(self, callback: Any) -> None:
+        if not self.closed:
+            self.doc.add_next_tick_callback(callback)
 
     def _set_entries(self, entries: list[Entry]) -> None:
         if not entries:
@@ -238,14 +243,14 @@ class LiveApp:
         try:
             page = await self.source.fetch(entry, since)
         except SourceError as error:
-            self.doc.add_next_tick_callback(partial(self._failed, generation, str(error)))
+            self._next_tick(partial(self._failed, generation, str(error)))
             return
         fetch_ms = (time.perf_counter() - started) * 1000
         history = None
         lab_round = page.info.get("round") if page.info.get("lab") else None
         if lab_round is not None and lab_round != self.history_round:
             history = await self.source.lab_history(entry)  # the run's history: on open, then each round
-        self.doc.add_next_tick_callback(partial(self._apply, generation, page, fetch_ms, history))
+        self._next_tick(partial(self._apply, generation, page, fetch_ms, history))
 
     def _failed(self, generation: int, message: str) -> None:
         if generation == self.generation:
@@ -313,6 +318,7 @@ class LiveApp:
         self.controls.status.text = f"<span style='color:#b00020'>{html_text(message)}</span>"
 
     def _on_closed(self, _context: Any) -> None:
+        self.closed = True
         asyncio.get_running_loop().create_task(self.source.aclose())
 
 
