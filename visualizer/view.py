@@ -203,8 +203,8 @@ class TangleView:
         self.cone_renderers = [
             self.past_edge_renderer, self.future_edge_renderer, self.past_renderer, self.future_renderer,
         ]  # fmt: skip
-        for renderer in (*self.cone_renderers, self.cone_renderer):
-            renderer.visible = False  # until a click, or the cone toggle
+        for renderer in (*self.cone_renderers, self.cone_renderer, self.xnode_renderer, self.xedge_renderer):
+            renderer.visible = False  # until a click, the cone toggle, or a zoom into the bands
         self.color_bar = ColorBar(
             color_mapper=self.colorings["accuracy"].mapper, title="", visible=False, width=12
         )
@@ -387,7 +387,10 @@ class TangleView:
         self._bands_behind(False)
 
     def _bands_behind(self, expanded: bool) -> None:
-        """With the banded transactions drawn, the bands only tint the background and have no hover."""
+        """With the banded transactions drawn, the bands only tint the background and have no hover.
+        The expanded renderers are hidden while empty: with WebGL every painted renderer costs a copy."""
+        if self.xnode_renderer.visible != expanded:
+            self.xnode_renderer.visible = self.xedge_renderer.visible = expanded
         alpha = 0.12 if expanded else 0.55
         if self.band_renderer.glyph.fill_alpha != alpha:
             self.band_renderer.glyph.fill_alpha = alpha
@@ -470,7 +473,9 @@ class TangleView:
     def refresh(self) -> None:
         """After an update: overlays that depend on what is drawn (the references, the reference cone, a
         clicked transaction's cones, which grow as new transactions approve it)."""
-        self.references.data = style.point_columns(self.graph, [i for i in self.reference if i < self.shown])
+        drawn = [i for i in self.reference if i < self.shown]
+        if len(drawn) != len(self.references.data["y"]):
+            self.references.data = style.point_columns(self.graph, drawn)
         self._show_cone()
         if self.selected is not None:
             self.select(self.selected)
