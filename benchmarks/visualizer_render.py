@@ -224,7 +224,7 @@ def _measure(name: str, api: SyntheticApi, viz_port: int, args: argparse.Namespa
             grown += args.batch
             time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         total += grown
-        _until(lambda total=total: page.evaluate(STATS_JS).get("nodes") == total, 60)
+        _until(lambda total=total: page.evaluate(STATS_JS).get("nodes") == total, 300)
         long_tasks = page.evaluate(
             "() => ({elapsed: performance.now() - window.__since,"
             " tasks: window.__long.filter(([s, _d]) => s >= window.__since)})"

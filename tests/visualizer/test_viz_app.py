@@ -326,3 +326,41 @@ def test_view_updates_stay_consistent_under_a_document_hold() -> None:
         doc.unhold()
         mirror.assert_matches(doc)
         api.grow(4, reference=None if swing % 2 == 0 else [genesis])
+
+
+def test_a_large_tangle_is_bands_plus_the_newest_and_a_zoom_expands() -> None:
+    from visualizer.view import DETAIL_KEEP, DETAIL_MAX
+
+    api = SyntheticApi(LabLikeTangle(peers=10, seed=9))
+    api.grow(3_000)
+    app, _doc, recorder = _live(api)
+    app._apply(app.generation, _page(api, "peer-000", 0), 1.0)
+    view = app.view
+    assert len(view.nodes.data["name"]) == DETAIL_KEEP
+    assert view.detail_start == 3_001 - DETAIL_KEEP
+    bands = view.bands.data
+    assert sum(c for c, t in zip(bands["count"], bands["total"], strict=True)) == view.detail_start
+    assert len(set(bands["author"])) == 11  # ten peers and the genesis: the overview keeps author colours
+    assert app.controls.follow.active
+    recorder.take()
+    for _ in range(DETAIL_MAX - DETAIL_KEEP):  # one round at a time: streams, then one slide
+        api.grow(1)
+        app._apply(app.generation, _page(api, "peer-000", len(view.graph)), 1.0)
+    assert len(view.nodes.data["name"]) == DETAIL_MAX
+    api.grow(1)
+    app._apply(app.generation, _page(api, "peer-000", len(view.graph)), 1.0)
+    assert len(view.nodes.data["name"]) == DETAIL_KEEP  # slid forward in one step
+    # following: the x range ends at the newest transaction
+    assert view.figure.x_range.end >= view.graph.depth
+    # a narrow view over the bands draws their transactions; a wide one drops them again
+    old = view.graph.nodes[500]
+    assert view.expand(old.height - 10, old.height + 10)
+    assert old.name in view.xnodes.data["name"]
+    assert view.xnode_renderer.visible
+    assert view.expand(0, view.graph.depth)
+    assert len(view.xnodes.data["name"]) == 0
+    # jump by a part of an id
+    app.controls.jump.value = old.name[-10:]
+    assert view.selected == old.index
+    assert old.name in app.controls.selection.text
+    assert not app.controls.follow.active

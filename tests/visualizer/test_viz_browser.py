@@ -81,7 +81,6 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
         _until(lambda: page.evaluate(DRAWN_JS) > first, 30, f"new transactions (lab at round {lab_round()})")
         assert page.evaluate("() => window.notReloaded === true")
 
-
         # the run view holds the history from round 1, fetched when the page opened, by lab round
         _until(lambda: history_rounds()[:3] == [1, 2, 3], 30, "the history before the page opened")
         run_header = model_text(page, "run_header")

@@ -97,6 +97,8 @@ def test_ctrl_c_during_the_rounds_writes_the_rounds_so_far(
     assert 2 <= done < 200  # the round being served may still have been finishing its metrics
     with (out / "metrics.csv").open() as handle:
         assert [int(r["round"]) for r in csv.DictReader(handle)] == list(range(1, done + 1))
+    with (out / "peers.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4 * done  # every peer's reference, every round
     assert json.loads((out / "tangle.json").read_text())["count"] >= 1 + 4 * 2
     assert (out / "report.html").is_file()
     _opens_in_viz(group, out, tmp_path)
