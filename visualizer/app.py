@@ -77,20 +77,23 @@ class _Controls:
             column(Div(text="&nbsp;"), row(self.cone, self.follow, self.show_all)),
             column(Div(text="&nbsp;"), self.jump),
         )
-        doc.add_root(
+        # Separate roots, in page order: BokehJS lays a root out again whenever a Div in it changes its
+        # text, repainting every plot in it; the header changes with every update, the figure should not.
+        for root in (
             column(
                 Div(text=PAGE_CSS + "<h3 style='margin:4px 0'>Learning Tangle</h3>"),
                 bar,
                 self.status,
                 self.selection,
                 run.header,
-                view.header,
-                view.figure,
-                run.layout,
-                self.stats,
                 sizing_mode="stretch_width",
-            )
-        )
+            ),
+            column(view.header, sizing_mode="stretch_width"),
+            view.figure,
+            run.layout,
+            column(self.stats),
+        ):
+            doc.add_root(root)
         doc.title = "Learning Tangle"
 
     def after_update(self) -> None:
