@@ -230,8 +230,9 @@ class RunPanel:
             )
         )
         self.note = Div(text="PNG: the strips' save tool", styles={"font-size": "11px", "color": "#666"})
+        # the header goes above the tangle, these below it (a model is laid out in one place only)
         self.layout = column(
-            self.header, self.strips, row(self.csv, self.note), sizing_mode="stretch_width", name="run_view"
+            self.strips, row(self.csv, self.note), sizing_mode="stretch_width", name="run_view"
         )
         self.rounds_shown = -1
 
