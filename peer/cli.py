@@ -138,7 +138,11 @@ class Tangle(BaseSettings):
 
 def command_line() -> type[Tangle]:
     """`tangle` with the subcommands other packages register (`tangle viz`, `tangle report`)."""
-    extra: dict[str, Any] = {name: (CliSubCommand[command], ...) for name, command in commands().items()}
+    # the subcommands' types are known at run time only (entry points), hence the ignore
+    extra: dict[str, Any] = {
+        name: (CliSubCommand[command], ...)  # type: ignore[misc, valid-type]
+        for name, command in commands().items()
+    }
     if not extra:
         return Tangle
     model: type[Tangle] = create_model("Tangle", __base__=Tangle, __doc__=Tangle.__doc__, **extra)

@@ -85,7 +85,7 @@ async def resolve_peer_urls(name: str, port: int, scheme: str = "http") -> list[
         infos = await loop.getaddrinfo(name, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
     except OSError as error:
         raise SourceError(f"cannot resolve {name}: {error}") from error
-    addresses = sorted({info[4][0] for info in infos}, key=socket.inet_aton)
+    addresses = sorted({str(info[4][0]) for info in infos}, key=socket.inet_aton)
     return [f"{scheme}://{address}:{port}" for address in addresses]
 
 
@@ -118,7 +118,8 @@ class ApiSource:
     async def entries(self) -> list[Entry]:
         urls = await self.base_urls()
         names = await asyncio.gather(*(self._peer_names(u) for u in urls))
-        pairs = [(url, name) for url, found in zip(urls, names, strict=True) for name in found or [None]]
+        unnamed: list[str | None] = [None]  # a URL that does not answer /api/peers is one entry
+        pairs = [(url, name) for url, found in zip(urls, names, strict=True) for name in found or unnamed]
         # the bare peer name when it is unique (the usual case), else name @ host:port
         counts: dict[str | None, int] = {}
         for _url, name in pairs:
