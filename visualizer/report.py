@@ -58,7 +58,7 @@ def _run_layout(run: object) -> tuple[object, str]:
     from bokeh.models import Div
 
     from visualizer.graph import TangleGraph
-    from visualizer.runview import KEY_SETTINGS, RunPanel, attacked
+    from visualizer.runview import KEY_SETTINGS, RunPanel, shown_setting
     from visualizer.sources import LabRun
     from visualizer.view import TangleView
 
@@ -86,7 +86,7 @@ def _run_layout(run: object) -> tuple[object, str]:
     described = ", ".join(
         f"{label} {config[key]}"
         for key, label in KEY_SETTINGS
-        if key in config and (attacked(config) or key not in ("malicious_fraction", "poison_from"))
+        if key in config and shown_setting(key, config)
     )
     title = f"Learning Tangle lab run: {described}" if described else "Learning Tangle lab run"
     if not run.complete:

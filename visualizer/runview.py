@@ -120,12 +120,12 @@ def config_html(config: dict[str, Any], *, complete: bool = True, rounds_done: i
     cells = "".join(
         f"<th>{html.escape(label)}</th>"
         for key, label in KEY_SETTINGS
-        if key in config and _shown(key, config)
+        if key in config and shown_setting(key, config)
     )
     values = "".join(
         f"<td>{html.escape(_fmt(config[key]))}</td>"
         for key, _l in KEY_SETTINGS
-        if key in config and _shown(key, config)
+        if key in config and shown_setting(key, config)
     )
     everything = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
@@ -352,7 +352,7 @@ def _strip(title: str, common: dict[str, Any], name: str | None = None) -> Any:
     return fig
 
 
-def _shown(key: str, config: dict[str, Any]) -> bool:
+def shown_setting(key: str, config: dict[str, Any]) -> bool:
     """Attack details only with an attack; the Dirichlet alpha only with that partition."""
     if key in ("malicious_fraction", "poison_from"):
         return attacked(config)

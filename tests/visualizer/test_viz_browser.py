@@ -58,8 +58,8 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
         "lab",
     )  # fmt: skip
     viz = processes([TANGLE, "viz", "--peers", api, "--port", str(viz_port), "--poll-interval", "0.3"], "viz")
-    wait_http(f"{api}/healthz", process=lab)
-    wait_http(f"http://127.0.0.1:{viz_port}/", process=viz)
+    wait_http(f"{api}/healthz", process=lab, timeout=180)  # generous: the test machine is shared
+    wait_http(f"http://127.0.0.1:{viz_port}/", process=viz, timeout=180)
 
     def reported(peer: str) -> int:
         return int(
@@ -221,15 +221,17 @@ def test_replay_and_report_of_a_lab_run(processes: Callable[..., Any], tmp_path:
         page.goto((out / "report.html").as_uri())
         _until(lambda: page.evaluate(DRAWN_JS) == count, 30, "the report's tangle")
         legend = page.evaluate(
-            "() => Bokeh.documents[0].get_model_by_name('tangle').legend[0].items.map(i => i.label.value)"
+            "() => { const p = Bokeh.documents[0].get_model_by_name('tangle');"
+            " return [...p.right, ...p.center].find(m => m.items != null).items.map(i => i.label.value) }"
         )
         assert "past cone of click" not in legend  # a report has no server to answer a click
         header = model_text(page, "header")
         assert "mean reference accuracy of the honest peers" in header
         assert "this peer's" not in header
-        assert (
-            "poison" in (out / "report.html").read_text().split("</title>")[0]
-        )  # the title names the attack
+        title = (out / "report.html").read_text().split("</title>")[0]
+        assert "attack random" in title  # the title names the attack settings
+        assert "malicious fraction 0.25" in title
+        assert "accuracy alpha" not in title  # only the settings that apply
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "visualizer-report.png"), full_page=True)
         assert errors == []
