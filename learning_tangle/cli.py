@@ -4,6 +4,7 @@ exactly one definition, one validation and one help text."""
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from peer.config import ConfigError, LabSettings, PeerSettings, describe_errors, parse
 from peer.models import ModelError
-from visualizer.config import VizSettings
+from visualizer.cli import ReportCommand, VizCommand
 
 
 def missing_extra(command: str, extra: str, modules: tuple[str, ...]) -> str | None:
@@ -22,13 +23,6 @@ def missing_extra(command: str, extra: str, modules: tuple[str, ...]) -> str | N
     if not missing:
         return None
     return f"tangle {command}: {' and '.join(missing)} not installed: pip install 'learning-tangle[{extra}]'"
-
-
-def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
-    """A command that cannot work without an extra stops here, in one line, exit 2."""
-    if (line := missing_extra(command, extra, modules)) is not None:
-        print(line, file=sys.stderr)
-        raise SystemExit(2)
 
 
 class LabCommand(LabSettings):
@@ -43,7 +37,7 @@ class LabCommand(LabSettings):
 
         from peer.data import DataError
         from peer.lab.report import print_summary, write_outputs
-        from peer.lab.runner import LabError, RoundRecord, run_lab
+        from peer.lab.runner import LabError, LabInterrupted, LabResult, RoundRecord, run_lab
         from visualizer.report import write_lab_report
 
         console = Console(stderr=False)
@@ -75,8 +69,19 @@ class LabCommand(LabSettings):
                     tx=record.transactions,
                 )
 
+            written: dict[str, Path] = {}
+
+            def on_finished(result: LabResult) -> None:  # before --linger: a finished run is never lost
+                written.update(write_outputs(result, self.out, {"report": write_lab_report}))
+                progress.stop()
+                print_summary(result, written, console)
+                if self.linger and self.api_port is not None and result.complete:
+                    console.print(f"serving the live API for {self.linger:g} s more (Ctrl-C ends it)")
+
+            # SIGTERM (kill, a container stop) ends the run like Ctrl-C: with the outputs written
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             try:
-                result = run_lab(self, on_round=on_round)
+                run_lab(self, on_round=on_round, on_finished=on_finished)
             except (LabError, DataError) as error:
                 progress.stop()
                 print(f"tangle lab: {error}", file=sys.stderr)
@@ -85,8 +90,16 @@ class LabCommand(LabSettings):
                 progress.stop()
                 print(f"tangle lab: {error}", file=sys.stderr)
                 raise SystemExit(2) from None
-        paths = write_outputs(result, self.out, {"report": write_lab_report})
-        print_summary(result, paths, console)
+            except LabInterrupted as stop:
+                where = "while lingering" if stop.lingering else f"after {len(stop.result.rounds)} rounds"
+                state = "complete" if stop.result.complete else "incomplete (summary.json: complete false)"
+                print(f"tangle lab: interrupted {where}; outputs in {self.out} are {state}", file=sys.stderr)
+                raise SystemExit(130) from None
+            except KeyboardInterrupt:
+                print(
+                    "tangle lab: interrupted before the first round started; nothing written", file=sys.stderr
+                )
+                raise SystemExit(130) from None
 
 
 class PeerCommand(PeerSettings):
@@ -114,17 +127,6 @@ class PeerCommand(PeerSettings):
             print(f"tangle peer: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         raise SystemExit(code)
-
-
-class VizCommand(VizSettings):
-    """Serve the live tangle visualizer (a Bokeh app) from peers' APIs, a DNS name or a lab output folder."""
-
-    def cli_cmd(self) -> None:
-        require_extra("viz", "viz", ("bokeh",))
-        from visualizer.server import serve
-
-        # a subcommand is parsed from flags only: build it again so VIZ_* variables fill what flags left unset
-        serve(VizSettings(**self.model_dump(exclude_unset=True)))
 
 
 class ConvertFemnistCommand(BaseSettings):
@@ -155,6 +157,7 @@ class Tangle(BaseSettings):
     lab: CliSubCommand[LabCommand]
     peer: CliSubCommand[PeerCommand]
     viz: CliSubCommand[VizCommand]
+    report: CliSubCommand[ReportCommand]
     convert_femnist: CliSubCommand[ConvertFemnistCommand]
 
     def cli_cmd(self) -> None:

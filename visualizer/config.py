@@ -1,14 +1,13 @@
 """Settings of the visualizer: `tangle viz` flags, `bokeh serve visualizer --args ...`, or VIZ_* variables.
 
-This module imports no Bokeh, so `learning_tangle.cli` can offer the `viz` command without the `viz` extra
-installed.
+This module imports no Bokeh, so `tangle` can offer the `viz` command without the `viz` extra installed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PEER = "http://127.0.0.1:8000"
@@ -31,7 +30,10 @@ class VizSettings(BaseSettings):
     )
     dns_port: int = Field(8000, ge=1, le=65535, description="HTTP port of the peers found through --dns")
     dns_interval: float = Field(10.0, gt=0, description="seconds between DNS look-ups for new peers")
-    lab: Path | None = Field(None, description="lab output folder to replay (tangle.json, metrics.csv)")
+    lab: list[Path] = Field(
+        default_factory=list,
+        description="lab output folder to replay (tangle.json, metrics.csv); give it again to compare runs",
+    )
     host: str = Field("127.0.0.1", description="address the page is served on")
     port: int = Field(9000, ge=1, le=65535, description="port the page is served on")
     allow_origin: list[str] = Field(
@@ -56,18 +58,20 @@ class VizSettings(BaseSettings):
             cleaned.append(url)
         return cleaned
 
-    @model_validator(mode="after")
-    def _one_kind_of_source(self) -> VizSettings:
-        if self.lab is not None:
-            if self.peers or self.dns:
-                raise ValueError("--lab replays a folder: do not combine it with --peers or --dns")
-            if not (self.lab / "tangle.json").is_file():
-                raise ValueError(f"{self.lab} holds no tangle.json (is it a lab output folder?)")
-        return self
+    @field_validator("lab", mode="after")
+    @classmethod
+    def _lab_folders(cls, folders: list[Path], info: ValidationInfo) -> list[Path]:
+        # a field validator (not a model one), so the error names --lab; peers and dns are validated before
+        if folders and (info.data.get("peers") or info.data.get("dns")):
+            raise ValueError("replays lab folders: do not combine it with --peers or --dns")
+        for folder in folders:
+            if not (folder / "tangle.json").is_file():
+                raise ValueError(f"{folder} holds no tangle.json (is it a lab output folder?)")
+        return folders
 
     @property
     def peer_urls(self) -> list[str]:
         """The peers to poll: the given ones, or the local peer's port when no source is given at all."""
-        if self.peers or self.dns or self.lab is not None:
+        if self.peers or self.dns or self.lab:
             return list(self.peers)
         return [DEFAULT_PEER]

@@ -1,7 +1,7 @@
 """The visualizer's copy of one peer's tangle: nodes in the peer's insertion order, lanes, cones.
 
-Built from `/api/transactions` node documents. Append-only, so a node's index in here is its row in the
-page's data source, and streaming a batch of new nodes never touches an old row. Nothing recurses.
+Built from `/api/transactions` node documents (validated as `peer.api.schema.NodeDocument`). Append-only, so
+a node's index never changes and streaming a batch of new nodes never touches an old row. Nothing recurses.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from peer.api.schema import NodeDocument
 from visualizer.layout import LaneLayout
 
 # a genesis created at time 0 (as every peer computes it) would squash a wall-clock view of real peers
@@ -18,6 +19,8 @@ from visualizer.layout import LaneLayout
 TIMELESS_GAP = 86_400.0
 # creation times that share a column in the wall-clock view (seconds)
 TIME_BUCKET = 1.0
+# cumulative weights are counted over this many newest transactions
+WEIGHT_WINDOW = 20_000
 
 
 @dataclass(slots=True)
@@ -43,6 +46,7 @@ class TangleGraph:
         self.layout = LaneLayout()
         self.authors: dict[str, int] = {}  # author -> order of first appearance (stable colours)
         self.genesis_moved = False  # set when the genesis' wall-clock x changed after it was added
+        self.missing_parents = 0  # parents named by a node that this copy never got (shown on the page)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -52,33 +56,36 @@ class TangleGraph:
         """The largest height (nodes never get lower, so the last node's height is not always it)."""
         return max((n.height for n in self.nodes), default=0)
 
-    def add(self, doc: Mapping[str, Any]) -> Node | None:
-        """Add one node document; None if it is already here."""
-        name = str(doc["name"])
-        if name in self.index:
+    def add(self, doc: NodeDocument | Mapping[str, Any]) -> Node | None:
+        """Add one node document (validated here when it is a plain mapping); None if it is already here."""
+        if not isinstance(doc, NodeDocument):
+            doc = NodeDocument.model_validate(doc)
+        if doc.name in self.index:
             return None
-        # a parent this copy lacks cannot happen with a well-behaved peer; draw the node without that edge
-        parents = tuple(self.index[p] for p in doc.get("parents", ()) if p in self.index)
-        height = int(doc.get("height", doc.get("time", 0)))
-        created = float(doc.get("timeCreated") or 0.0)
+        # a parent this copy lacks cannot happen with a well-behaved peer: the node is drawn without that
+        # edge, and the page says how many were missing
+        parents = tuple(self.index[p] for p in doc.parents if p in self.index)
+        self.missing_parents += len(doc.parents) - len(parents)
+        height = doc.height if doc.height is not None else doc.time or 0
+        created = doc.created
         lane = self.layout.place(
             [self.nodes[p].lane for p in parents], (("h", height), ("t", math.floor(created / TIME_BUCKET)))
         )
         node = Node(
             index=len(self.nodes),
-            name=name,
+            name=doc.name,
             parents=parents,
-            author=str(doc.get("peer", "")),
+            author=doc.peer,
             height=height,
             created=created,
-            accuracy=_number(doc.get("accuracy")),
-            loss=_number(doc.get("loss")),
-            malicious=bool(doc.get("malicious", False)),
+            accuracy=_number(doc.accuracy),
+            loss=_number(doc.loss),
+            malicious=doc.malicious,
             lane=lane,
             wall=created,
         )
         self.nodes.append(node)
-        self.index[name] = node.index
+        self.index[doc.name] = node.index
         self.children.append([])
         for p in parents:
             self.children[p].append(node.index)
@@ -86,8 +93,23 @@ class TangleGraph:
         self._place_timeless_genesis(node)
         return node
 
-    def add_many(self, docs: Iterable[Mapping[str, Any]]) -> list[Node]:
+    def add_many(self, docs: Iterable[NodeDocument | Mapping[str, Any]]) -> list[Node]:
         return [n for n in (self.add(d) for d in docs) if n is not None]
+
+    def cumulative_weights(self) -> list[float]:
+        """Each node's cumulative weight: itself and every node that approves it, directly or not.
+
+        One pass from the newest node back, a node's future cone being a bit set (a Python int) OR-ed from
+        its children's: O(edges) big-int operations, tens of ms at 10,000 transactions. Only the newest
+        WEIGHT_WINDOW nodes are counted (memory grows with its square); older ones get NaN."""
+        start = max(0, len(self.nodes) - WEIGHT_WINDOW)
+        cones = [0] * (len(self.nodes) - start)
+        for i in range(len(self.nodes) - 1, start - 1, -1):
+            cone = 1 << (i - start)
+            for child in self.children[i]:
+                cone |= cones[child - start]
+            cones[i - start] = cone
+        return [math.nan] * start + [float(c.bit_count()) for c in cones]
 
     def past_cone(self, starts: Iterable[int]) -> set[int]:
         """The start nodes and everything they approve, directly or not."""

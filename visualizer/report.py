@@ -1,11 +1,14 @@
-"""`report.html`: a lab run as one self-contained page (Bokeh's JavaScript inlined, so it opens offline).
+"""Self-contained HTML (Bokeh's JavaScript inlined, so it opens offline): one lab run's report (its settings,
+final metrics, curves by round and the tangle with hover), or several runs compared.
 
-The tangle as the live page draws it (hover included) and the accuracy curves of the tangle and FedAvg.
+`write_lab_report` is registered as a lab output (`learning_tangle.lab_outputs`), so every `tangle lab` writes
+`report.html` when Bokeh is installed; `tangle report RUN... -o FILE` calls `write_report`.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 REPORT_NAME = "report.html"
@@ -17,61 +20,82 @@ def write_lab_report(folder: Path, path: Path | None = None) -> Path | None:
         import bokeh  # noqa: F401
     except ImportError:
         return None
+    return write_report([Path(folder)], path or Path(folder) / REPORT_NAME)
+
+
+def write_report(folders: Sequence[Path], out: Path) -> Path:
+    """One run: its report; several: the comparison. Raises SourceError for a folder it cannot read."""
     from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import Div, Range1d
-    from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
-    from visualizer.graph import TangleGraph
     from visualizer.sources import load_lab_run
+
+    runs = [load_lab_run(folder) for folder in folders]
+    if len(runs) == 1:
+        layout, title = _run_layout(runs[0])
+    else:
+        from bokeh.layouts import column
+        from bokeh.models import Div
+
+        from visualizer.app import run_labels
+        from visualizer.runview import compare_layout
+
+        labels = run_labels(runs)
+        title = f"Learning Tangle: {len(runs)} runs compared ({', '.join(labels)})"
+        layout = column(
+            Div(text=f"<h2 style='margin:4px 0'>{html.escape(title)}</h2>", sizing_mode="stretch_width"),
+            compare_layout([(label, r.history(), r.complete) for label, r in zip(labels, runs, strict=True)]),
+            sizing_mode="stretch_width",
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(file_html(layout, INLINE, title=title), encoding="utf-8")
+    return out
+
+
+def _run_layout(run: object) -> tuple[object, str]:
+    from bokeh.layouts import column
+    from bokeh.models import Div
+
+    from visualizer.graph import TangleGraph
+    from visualizer.runview import KEY_SETTINGS, RunPanel, shown_setting
+    from visualizer.sources import LabRun
     from visualizer.view import TangleView
 
-    run = load_lab_run(folder)
-    view = TangleView(height=600, summary_x="round")
+    assert isinstance(run, LabRun)
+    view = TangleView(height=600, interactive=False)
     graph = TangleGraph()
-    graph.add_many(run.tangle["nodes"])
+    graph.add_many(run.tangle.nodes)
     view.reset(graph)
-    view.set_reference(run.tangle.get("reference", []))
+    view.set_reference(run.tangle.reference)
     view.show_until(len(graph))
-    view.set_tips(run.tangle.get("tips", []))
-    rounds = [m["round"] for m in run.metrics]
-    accuracy = None
-    if run.metrics:
-        accuracy = run.metrics[-1].get("tangle_accuracy")
-        view.set_samples(run.samples())
-    view.set_header(str(run.tangle.get("peer", "lab")), len(view.tips.data["y"]), graph.depth, accuracy)
-
-    curves = figure(
-        title="accuracy on the peers' local test sets",
-        height=320,
-        sizing_mode="stretch_width",
-        y_range=Range1d(0, 1),
-        x_axis_label="round",
-        y_axis_label="accuracy",
-        tools="pan,wheel_zoom,reset,save,hover",
+    view.set_tips(run.tangle.tips)
+    view.refresh()
+    view.show_all()
+    panel = RunPanel(filename=f"{run.name}-metrics.csv")
+    panel.update(run.history(), complete=run.complete)
+    accuracy = run.metrics[-1].get("tangle_accuracy") if run.metrics else None
+    view.set_header(
+        f"tangle as {run.tangle.peer or 'lab'} holds it",
+        len(view.tips.data["y"]),
+        graph.depth,
+        accuracy,
+        accuracy_label="mean reference accuracy of the honest peers",
     )
-    curves.line(rounds, [m.get("tangle_accuracy") for m in run.metrics], legend_label="tangle (reference)",
-                line_width=2, color="#d62728")  # fmt: skip
-    curves.scatter(rounds, [m.get("tangle_accuracy") for m in run.metrics], color="#d62728", size=4)
-    if any(m.get("fedavg_accuracy") is not None for m in run.metrics):
-        fedavg = [m.get("fedavg_accuracy") for m in run.metrics]
-        curves.line(rounds, fedavg, legend_label="FedAvg", line_width=2, line_dash="dashed", color="#555555")
-    curves.legend.location = "bottom_right"
-
-    config = run.summary.get("config", {})
+    config = run.config
     described = ", ".join(
-        f"{k} {config[k]}" for k in ("peers", "rounds", "model", "dataset", "seed") if k in config
+        f"{label} {config[key]}"
+        for key, label in KEY_SETTINGS
+        if key in config and shown_setting(key, config)
     )
     title = f"Learning Tangle lab run: {described}" if described else "Learning Tangle lab run"
+    if not run.complete:
+        title += " (incomplete)"
     intro = Div(
         text=f"<h2 style='margin:4px 0'>{html.escape(title)}</h2>"
-        f"<p>{len(graph)} transactions. Hover one for its id, author, time, accuracy and parents.</p>",
+        f"<p>{len(graph)} transactions. Hover one for its id, author, time, accuracy and parents; older "
+        "rounds are bands (hover: count, authors, mean accuracy).</p>",
         sizing_mode="stretch_width",
     )
-    # the strip's own accuracy plot would repeat the big curves: the report shows only the tangle's growth
-    view.strip.children = view.strip.children[:3]
-    layout = column(intro, view.header, view.figure, curves, view.strip, sizing_mode="stretch_width")
-    target = path or Path(folder) / REPORT_NAME
-    target.write_text(file_html(layout, INLINE, title=title), encoding="utf-8")
-    return target
+    layout = column(intro, panel.header, view.header, view.figure, panel.layout, sizing_mode="stretch_width")
+    return layout, title

@@ -13,11 +13,10 @@ def serve(settings: VizSettings) -> None:
     from bokeh.server.server import Server
 
     from visualizer.app import build_document
+    from visualizer.sources import load_lab_run
 
-    if settings.lab is not None:
-        from visualizer.sources import load_lab_run
-
-        load_lab_run(settings.lab)  # fail here, with the reason, not in each browser session
+    for folder in settings.lab:
+        load_lab_run(folder)  # fail here with one line (SourceError), not with HTTP 500 in each session
     origins = [f"{name}:{settings.port}" for name in ("localhost", "127.0.0.1", settings.host)]
     origins += settings.allow_origin
     server = Server(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from peer.api.documents import TRANSACTIONS_DOCUMENT, TransactionNode
+from peer.api.schema import LabHistory, NodeDocument, TransactionsDocument
 
 
 class SourceError(RuntimeError):
@@ -44,32 +45,37 @@ class Page:
     genesis: str
     count: int
     since: int
-    nodes: list[TransactionNode]
+    nodes: list[NodeDocument]
     tips: list[str]
     reference: list[str]
     depth: int
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: object, info: dict[str, Any] | None = None) -> Page:
-        """Validated against the type the peer's API builds it from (peer/api/documents.py)."""
+    def from_json(cls, doc: Any, info: dict[str, Any] | None = None) -> Page:
         try:
-            valid = TRANSACTIONS_DOCUMENT.validate_python(doc)
+            parsed = TransactionsDocument.model_validate(doc)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise SourceError(f"not an /api/transactions document: {where}: {first['msg']}") from None
+            raise SourceError(f"not an /api/transactions document: {_first_error(error)}") from None
         return cls(
-            peer=valid["peer"],
-            genesis=valid["genesis"],
-            count=valid["count"],
-            since=valid["since"],
-            nodes=valid["nodes"],
-            tips=valid["tips"],
-            reference=valid["reference"],
-            depth=valid["depth"],
+            peer=parsed.peer,
+            genesis=parsed.genesis,
+            count=parsed.count,
+            since=parsed.since,
+            nodes=parsed.nodes,
+            tips=parsed.tips,
+            reference=parsed.reference,
+            depth=parsed.depth,
             info=info or {},
         )
+
+
+def _first_error(error: ValidationError) -> str:
+    """One line: where the first problem is and what it is."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "document"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 async def resolve_peer_urls(name: str, port: int, scheme: str = "http") -> list[str]:
@@ -112,7 +118,7 @@ class ApiSource:
     async def entries(self) -> list[Entry]:
         urls = await self.base_urls()
         names = await asyncio.gather(*(self._peer_names(u) for u in urls))
-        unnamed: list[str | None] = [None]
+        unnamed: list[str | None] = [None]  # a URL that does not answer /api/peers is one entry
         pairs = [(url, name) for url, found in zip(urls, names, strict=True) for name in found or unnamed]
         # the bare peer name when it is unique (the usual case), else name @ host:port
         counts: dict[str | None, int] = {}
@@ -148,6 +154,16 @@ class ApiSource:
                 info = {}
         return Page.from_json(doc, info if isinstance(info, dict) else {})
 
+    async def lab_history(self, entry: Entry) -> LabHistory | None:
+        """The lab's settings and rounds so far (`/api/lab`), or None when the URL serves no lab."""
+        try:
+            response = await self.client.get(f"{entry.url}/api/lab")
+            if response.status_code != 200:
+                return None
+            return LabHistory.model_validate(response.json())
+        except (httpx.HTTPError, ValueError, ValidationError):
+            return None
+
     async def _peer_names(self, url: str) -> list[str] | None:
         try:
             response = await self.client.get(f"{url}/api/peers")
@@ -160,17 +176,31 @@ class ApiSource:
 
 @dataclass(slots=True)
 class LabRun:
-    """A finished lab run: the reporting peer's tangle and the per-round metrics."""
+    """A lab output folder: the reporting peer's tangle, the per-round (and per-peer) metrics, the summary."""
 
     folder: Path
-    tangle: dict[str, Any]
+    tangle: TransactionsDocument
     metrics: list[dict[str, float | None]]
     summary: dict[str, Any]
+    peers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.folder.resolve().name or str(self.folder)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = self.summary.get("config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def complete(self) -> bool:
+        return self.summary.get("complete", True) is not False
 
     @property
     def rounds(self) -> int:
         by_metrics = int(max((m["round"] or 0) for m in self.metrics)) if self.metrics else 0
-        by_nodes = int(max((n.get("timeCreated") or 0) for n in self.tangle["nodes"]))
+        by_nodes = int(max((n.created for n in self.tangle.nodes), default=0))
         return max(by_metrics, by_nodes)
 
     def prefix(self, round_index: float) -> int:
@@ -178,56 +208,84 @@ class LabRun:
 
         Always a prefix, so it holds every parent of what it holds."""
         latest = float("-inf")
-        for count, node in enumerate(self.tangle["nodes"]):
-            latest = max(latest, float(node.get("timeCreated") or 0))
+        for count, node in enumerate(self.tangle.nodes):
+            latest = max(latest, node.created)
             if latest > round_index:
                 return count
-        return len(self.tangle["nodes"])
+        return len(self.tangle.nodes)
 
-    def metrics_until(self, round_index: float) -> list[dict[str, float | None]]:
-        return [m for m in self.metrics if (m["round"] or 0) <= round_index]
-
-    def samples(self) -> list[dict[str, float | None]]:
-        """One summary-strip sample a round: size, tips, depth, tangle and FedAvg accuracy."""
-        samples = []
-        nodes = self.tangle["nodes"]
-        for m in self.metrics:
-            prefix = nodes[: self.prefix(m["round"] or 0)]
-            samples.append(
-                {
-                    "t": m["round"],
-                    "size": m.get("transactions"),
-                    "tips": m.get("tips"),
-                    "depth": max((int(n.get("height", 0)) for n in prefix), default=0),
-                    "accuracy": m.get("tangle_accuracy"),
-                    "fedavg": m.get("fedavg_accuracy"),
-                }
-            )
-        return samples
+    def history(self) -> LabHistory:
+        """The same shape as the live lab's `/api/lab`, so the run view draws both alike."""
+        rounds = int(self.config.get("rounds") or self.rounds)
+        return LabHistory(
+            config=self.config,
+            malicious_peers=[str(p) for p in self.summary.get("malicious_peers", [])],
+            round=len(self.metrics),
+            rounds=rounds,
+            metrics=self.metrics,
+            peers=self.peers,
+        )
 
 
 def load_lab_run(folder: Path) -> LabRun:
+    """Read a lab output folder; a missing, truncated or misshapen file is one SourceError line."""
     folder = Path(folder)
+    path = folder / "tangle.json"
     try:
-        tangle = json.loads((folder / "tangle.json").read_text())
-    except (OSError, ValueError) as error:
-        raise SourceError(f"{folder}: no readable tangle.json ({error})") from error
-    if not isinstance(tangle, dict) or not isinstance(tangle.get("nodes"), list):
-        raise SourceError(f"{folder}/tangle.json is not an /api/transactions document")
-    metrics: list[dict[str, float | None]] = []
-    metrics_path = folder / "metrics.csv"
-    if metrics_path.is_file():
-        with metrics_path.open(newline="") as handle:
-            metrics = [{k: _float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        text = path.read_text()
+    except OSError as error:
+        raise SourceError(f"{path}: cannot read it ({error.strerror or error})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as error:
+        raise SourceError(f"{path} is not valid JSON (truncated?): {error}") from None
+    try:
+        tangle = TransactionsDocument.model_validate(doc)
+    except ValidationError as error:
+        raise SourceError(f"{path} is not an /api/transactions document: {_first_error(error)}") from None
+    summary: dict[str, Any] = {}
     summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return LabRun(folder=folder, tangle=tangle, metrics=metrics, summary=summary)
+    if summary_path.is_file():
+        try:
+            loaded = json.loads(summary_path.read_text())
+        except (OSError, ValueError) as error:
+            raise SourceError(f"{summary_path} is not valid JSON: {error}") from None
+        if not isinstance(loaded, dict):
+            raise SourceError(f"{summary_path} is not a JSON object")
+        summary = loaded
+    metrics = [
+        {k: _float(v) for k, v in row.items()} for row in _csv_rows(folder / "metrics.csv", needs="round")
+    ]
+    peers: list[dict[str, Any]] = [
+        {
+            "round": _float(row.get("round")),
+            "peer": row.get("peer") or "",
+            "malicious": row.get("malicious") == "True",
+            **{k: _float(row.get(k)) for k in ("accuracy", "loss", "misclassification_3_as_8")},
+        }
+        for row in _csv_rows(folder / "peers.csv", needs="peer")
+    ]
+    return LabRun(folder=folder, tangle=tangle, metrics=metrics, summary=summary, peers=peers)
+
+
+def _csv_rows(path: Path, *, needs: str) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError) as error:
+        raise SourceError(f"{path} is not readable CSV: {error}") from None
+    if rows and needs not in rows[0]:
+        raise SourceError(f"{path} has no {needs} column")
+    return rows
 
 
 def _float(text: str | None) -> float | None:
     if text is None or text == "":
         return None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None

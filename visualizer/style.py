@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from bokeh.palettes import Category20_20, Turbo256, Viridis256
+from bokeh.palettes import Category20_20, Turbo256
 
 from visualizer.graph import Node, TangleGraph
 
 GENESIS_COLOR = "#000000"
-NO_ACCURACY_COLOR = "#c8c8c8"
 EDGE_COLOR = "#b4b4b4"
 REFERENCE_COLOR = "#d4a017"
 PAST_COLOR = "#0a84ff"
@@ -19,8 +20,8 @@ FUTURE_COLOR = "#ff2d95"
 OUTLINE_COLOR = "#ffffff"
 # dark shades first, then the light ones: the first ten authors get the strongest colours
 AUTHOR_PALETTE = list(Category20_20[0::2]) + list(Category20_20[1::2])
-NODE_WIDTH, REF_NODE_WIDTH = 0.6, 2.0
-EDGE_WIDTH, REF_EDGE_WIDTH = 0.7, 1.6
+# half the width of a column (one height) that a band or a marker may use
+HALF_COLUMN = 0.42
 
 
 def author_color(order: int, author: str) -> str:
@@ -30,12 +31,6 @@ def author_color(order: int, author: str) -> str:
         return AUTHOR_PALETTE[order]
     # beyond 20 authors: spread over Turbo by the golden ratio, so neighbours in order still differ
     return Turbo256[int((order * 0.618033988749895 % 1.0) * 255)]
-
-
-def accuracy_color(accuracy: float | None) -> str:
-    if accuracy is None:
-        return NO_ACCURACY_COLOR
-    return Viridis256[min(255, max(0, int(accuracy * 255)))]
 
 
 def short(name: str) -> str:
@@ -49,10 +44,7 @@ NODE_COLUMNS = [
     "author",
     "parents_txt",
     "color",
-    "acc_color",
     "marker",
-    "outline",
-    "width",
     "xl",
     "xt",
     "y",
@@ -60,14 +52,19 @@ NODE_COLUMNS = [
     "created",
     "accuracy",
     "loss",
+    "weight",
     "malicious",
 ]
-EDGE_COLUMNS = ["x0l", "x0t", "y0", "x1l", "x1t", "y1", "color", "width", "child", "parent"]
+EDGE_COLUMNS = ["x0l", "x0t", "y0", "x1l", "x1t", "y1", "child", "parent"]
+POINT_COLUMNS = ["xl", "xt", "y", "short"]
+BAND_COLUMNS = [
+    "ll", "rl", "lt", "rt", "bottom", "top", "color", "author", "count", "total", "span_txt",
+    "authors_txt", "accuracy", "loss", "weight",
+]  # fmt: skip
 
 
-def node_columns(graph: TangleGraph, nodes: Sequence[Node], reference_cone: set[int]) -> dict[str, Any]:
-    """Rows for the node source; numbers as numpy arrays (Bokeh sends those as binary buffers)."""
-    in_cone = [n.index in reference_cone for n in nodes]
+def node_columns(graph: TangleGraph, nodes: Sequence[Node], weights: Sequence[float] | None) -> dict:
+    """Rows for a node source; numbers as numpy arrays (Bokeh sends those as binary buffers)."""
     return {
         "index": np.array([n.index for n in nodes], dtype=np.int32),
         "name": [n.name for n in nodes],
@@ -75,10 +72,7 @@ def node_columns(graph: TangleGraph, nodes: Sequence[Node], reference_cone: set[
         "author": [n.author for n in nodes],
         "parents_txt": [", ".join(short(graph.nodes[p].name) for p in n.parents) or "-" for n in nodes],
         "color": [author_color(graph.authors[n.author], n.author) for n in nodes],
-        "acc_color": [accuracy_color(n.accuracy) for n in nodes],
         "marker": ["triangle" if n.malicious else "circle" for n in nodes],
-        "outline": [REFERENCE_COLOR if c else OUTLINE_COLOR for c in in_cone],
-        "width": np.array([REF_NODE_WIDTH if c else NODE_WIDTH for c in in_cone]),
         "xl": np.array([n.height for n in nodes], dtype=float),
         "xt": np.array([n.wall for n in nodes], dtype=float),
         "y": np.array([n.lane for n in nodes], dtype=float),
@@ -86,6 +80,7 @@ def node_columns(graph: TangleGraph, nodes: Sequence[Node], reference_cone: set[
         "created": np.array([n.created for n in nodes], dtype=float),
         "accuracy": np.array([np.nan if n.accuracy is None else n.accuracy for n in nodes]),
         "loss": np.array([np.nan if n.loss is None else n.loss for n in nodes]),
+        "weight": np.array([math.nan if weights is None else weights[n.index] for n in nodes]),
         "malicious": ["yes" if n.malicious else "no" for n in nodes],
     }
 
@@ -94,10 +89,8 @@ def edge_pairs(nodes: Sequence[Node]) -> list[tuple[int, int]]:
     return [(n.index, p) for n in nodes for p in n.parents]
 
 
-def edge_columns(graph: TangleGraph, pairs: Sequence[tuple[int, int]], reference_cone: set[int]) -> dict:
+def edge_columns(graph: TangleGraph, pairs: Sequence[tuple[int, int]]) -> dict:
     nodes = graph.nodes
-    # an edge child -> parent lies in the reference's past cone when its child does
-    in_cone = [c in reference_cone for c, _p in pairs]
     return {
         "x0l": np.array([nodes[c].height for c, _p in pairs], dtype=float),
         "x0t": np.array([nodes[c].wall for c, _p in pairs], dtype=float),
@@ -105,8 +98,6 @@ def edge_columns(graph: TangleGraph, pairs: Sequence[tuple[int, int]], reference
         "x1l": np.array([nodes[p].height for _c, p in pairs], dtype=float),
         "x1t": np.array([nodes[p].wall for _c, p in pairs], dtype=float),
         "y1": np.array([nodes[p].lane for _c, p in pairs], dtype=float),
-        "color": [REFERENCE_COLOR if c else EDGE_COLOR for c in in_cone],
-        "width": np.array([REF_EDGE_WIDTH if c else EDGE_WIDTH for c in in_cone]),
         "child": np.array([c for c, _p in pairs], dtype=np.int32),
         "parent": np.array([p for _c, p in pairs], dtype=np.int32),
     }
@@ -121,3 +112,62 @@ def point_columns(graph: TangleGraph, indices: Sequence[int]) -> dict[str, Any]:
         "y": np.array([n.lane for n in nodes], dtype=float),
         "short": [short(n.name) for n in nodes],
     }
+
+
+def band_columns(
+    graph: TangleGraph, count: int, width: int, weights: Sequence[float] | None
+) -> dict[str, list[Any]]:
+    """The first `count` nodes aggregated into bands of `width` heights: per band one segment per author,
+    stacked over the band's lanes with a height in proportion to the author's share (so the overview keeps
+    the author colours), each carrying the band's count, authors and mean accuracy, loss and weight."""
+    groups: dict[int, list[Node]] = {}
+    for node in graph.nodes[:count]:
+        groups.setdefault(node.height // width, []).append(node)
+    columns: dict[str, list[Any]] = {c: [] for c in BAND_COLUMNS}
+    for band, members in sorted(groups.items()):
+        low = min(n.lane for n in members) - HALF_COLUMN
+        high = max(n.lane for n in members) + HALF_COLUMN
+        wall = [n.wall for n in members]
+        authors = Counter(n.author for n in members)
+        ordered = sorted(authors, key=lambda a: graph.authors[a])
+        authors_txt = ", ".join(f"{a} ×{authors[a]}" for a in ordered)
+        first, last = band * width, band * width + width - 1
+        span = f"height {first}" if width == 1 else f"heights {first}-{last}"
+        means = {
+            "accuracy": _mean([n.accuracy for n in members]),
+            "loss": _mean([n.loss for n in members]),
+            "weight": _mean([weights[n.index] for n in members] if weights is not None else []),
+        }
+        bottom = low
+        for author in ordered:
+            top = bottom + (high - low) * authors[author] / len(members)
+            row = {
+                "ll": first - HALF_COLUMN, "rl": last + HALF_COLUMN,
+                "lt": min(wall) - HALF_COLUMN, "rt": max(wall) + HALF_COLUMN,
+                "bottom": bottom, "top": top,
+                "color": author_color(graph.authors[author], author), "author": author,
+                "count": authors[author], "total": len(members), "span_txt": span, "authors_txt": authors_txt,
+                **means,
+            }  # fmt: skip
+            for key, value in row.items():
+                columns[key].append(value)
+            bottom = top
+    return columns
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    numbers = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(numbers) / len(numbers) if numbers else math.nan
+
+
+def auto_range(values: Sequence[float] | np.ndarray) -> tuple[float, float] | None:
+    """The 2nd to 98th percentile of the finite values (honest models sit at 0.85-1.0: a fixed 0-1 scale
+    would paint them all one colour); None without values."""
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return None
+    low, high = (float(v) for v in np.percentile(array, [2, 98]))
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    return low, high

@@ -1,13 +1,23 @@
-"""The tangle figure and the summary strip, and the incremental operations on them.
+"""The tangle figure and the incremental operations on it, readable from ten to 10,000+ transactions.
 
-Every change after the first draw is a `stream` (new nodes and edges), a `patch` (rows whose style
-changes: the reference's past cone) or a replacement of a small overlay (tips, references, a cone the user
-clicked). Only switching to another peer replaces the big sources. Used by the live app and, without
-callbacks, by the static report.
+Level of detail: the newest transactions (at most DETAIL_MAX, at least DETAIL_KEEP once the tangle is larger)
+are drawn one by one with their edges; everything older is aggregated into bands of a few heights, one
+segment per author stacked by share (count, authors, mean accuracy in the hover). Zooming into the banded
+part draws its transactions again (`expand`). An update is a `stream` of the new rows; once the detailed
+part outgrows DETAIL_MAX it slides forward in one step (a replacement of the detail and band sources).
+
+Overlays are small sources replaced whole: tips, the reference models (stars), the reference's past cone
+(a toggle, faint rings; off by default above CONE_AUTO_LIMIT transactions, where it covers nearly all of
+them) and the cones of a clicked transaction (recomputed on every update, so a clicked cone grows).
+
+Colour by author (a column), or by accuracy, loss or cumulative weight: numeric columns coloured in the
+browser by colour mappers whose range follows the data (2nd-98th percentile), named in the colour bar.
+Switching modes sends no rows (except the cumulative weights, computed when that mode is first chosen).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import time
@@ -16,31 +26,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bokeh.layouts import row
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
     CustomJSTickFormatter,
+    DataRange1d,
     Div,
     HoverTool,
     Legend,
     LegendItem,
     LinearColorMapper,
+    LogColorMapper,
     Range1d,
     TapTool,
 )
-from bokeh.palettes import Viridis256
+from bokeh.palettes import Cividis256, Inferno256, Viridis256
 from bokeh.plotting import figure
 
 from visualizer import style
 from visualizer.graph import TangleGraph
 
 LOGICAL, WALL = "logical", "wall"
+COLOR_MODES = ("author", "accuracy", "loss", "weight")
 # the wall-clock axis shows clock time when creation times look like unix time (the lab counts rounds)
 UNIX_TIME = 1e9
-SUMMARY_COLUMNS = ("t", "size", "tips", "depth", "accuracy", "fedavg")
-# above this share of the shown rows, one column replacement is cheaper than a patch of each row
-PATCH_LIMIT = 0.3
+# level of detail: transactions drawn one by one, and how many stay so after a slide
+DETAIL_MAX, DETAIL_KEEP = 1500, 1000
+BAND_LIMIT = 120  # bands of the aggregated part at most (each a few heights wide when there are many)
+EXPAND_SPAN = 150.0  # a zoom narrower than this many heights draws the banded transactions it shows
+EXPAND_LIMIT = 3000
+CONE_AUTO_LIMIT = 300  # the reference cone is shown by default up to this many transactions
+FOLLOW_TX = 200  # auto-follow shows the newest this many transactions
 
 
 def _empty(columns: Iterable[str]) -> dict[str, list[Any]]:
@@ -53,68 +69,106 @@ class Timing:
     push_ms: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Coloring:
+    title: str
+    mapper: Any
+
+
 class TangleView:
     def __init__(
-        self, *, webgl: bool = True, height: int = 560, title: str = "", summary_x: str = "seconds watched"
+        self, *, webgl: bool = True, height: int = 560, title: str = "", interactive: bool = True
     ) -> None:
+        self.interactive = interactive
         self.graph = TangleGraph()
         self.shown = 0
-        self.edge_start: list[int] = []  # first edge row of each shown node (its edges are contiguous)
+        self.detail_start = 0  # nodes below this index are drawn as bands
+        self.edge_start: list[int] = []  # first edge row (over all shown nodes) of each node
         self.edge_rows = 0
+        self.band_width = 1
         self.reference: list[int] = []
-        self.reference_cone: set[int] = set()
+        self.cone_choice: bool | None = None  # None: automatic (by size)
         self.tip_indices: list[int] = []
         self.selected: int | None = None
+        self.expanded: tuple[float, float] | None = None
         self.x_mode = LOGICAL
+        self.color_mode = "author"
+        self.weights: list[float] | None = None
 
         self.nodes = ColumnDataSource(_empty(style.NODE_COLUMNS), name="nodes")
         self.edges = ColumnDataSource(_empty(style.EDGE_COLUMNS), name="edges")
-        self.tips = ColumnDataSource(_empty(["xl", "xt", "y", "short"]), name="tips")
-        self.references = ColumnDataSource(_empty(["xl", "xt", "y", "short"]), name="references")
-        self.past = ColumnDataSource(_empty(["xl", "xt", "y", "short"]), name="past_cone")
-        self.future = ColumnDataSource(_empty(["xl", "xt", "y", "short"]), name="future_cone")
+        self.xnodes = ColumnDataSource(_empty(style.NODE_COLUMNS), name="expanded_nodes")
+        self.xedges = ColumnDataSource(_empty(style.EDGE_COLUMNS), name="expanded_edges")
+        self.bands = ColumnDataSource(_empty(style.BAND_COLUMNS), name="bands")
+        self.tips = ColumnDataSource(_empty(style.POINT_COLUMNS), name="tips")
+        self.references = ColumnDataSource(_empty(style.POINT_COLUMNS), name="references")
+        self.cone = ColumnDataSource(_empty(style.POINT_COLUMNS), name="reference_cone")
+        self.past = ColumnDataSource(_empty(style.POINT_COLUMNS), name="past_cone")
+        self.future = ColumnDataSource(_empty(style.POINT_COLUMNS), name="future_cone")
         self.past_edges = ColumnDataSource(_empty(style.EDGE_COLUMNS), name="past_edges")
         self.future_edges = ColumnDataSource(_empty(style.EDGE_COLUMNS), name="future_edges")
-        self.summary = ColumnDataSource(_empty(SUMMARY_COLUMNS), name="summary")
 
+        self.colorings = {
+            "accuracy": Coloring("accuracy (self-reported)", LinearColorMapper(palette=Viridis256)),
+            "loss": Coloring("loss (self-reported)", LinearColorMapper(palette=Inferno256[::-1])),
+            "weight": Coloring("cumulative weight", LogColorMapper(palette=Cividis256, low=1, high=2)),
+        }
+        for name in ("accuracy", "loss"):
+            self.colorings[name].mapper.update(low=0, high=1)
+        for coloring in self.colorings.values():
+            coloring.mapper.nan_color = "#c8c8c8"
         self.figure = self._tangle_figure(webgl, height, title)
-        self.strip = self._summary_strip(summary_x)
         self.header = Div(name="header", text="", sizing_mode="stretch_width")
 
     # --- building ------------------------------------------------------------------------------------------
     def _tangle_figure(self, webgl: bool, height: int, title: str) -> Any:
+        # the wheel zooms along x only: the lanes stay in view (the y range follows the data)
+        tools = "xpan,xwheel_zoom,box_zoom,reset,save"
         fig = figure(
             name="tangle",
             title=title or None,
             height=height,
             sizing_mode="stretch_width",
             output_backend="webgl" if webgl else "canvas",
-            tools="pan,wheel_zoom,box_zoom,reset,save",
-            active_scroll="wheel_zoom",
+            tools=tools,
+            active_scroll="xwheel_zoom",
             x_axis_label="height (logical time)",
             y_axis_label="lane",
+            x_range=Range1d(-1, 1),
+            y_range=DataRange1d(),
         )
         fig.grid.grid_line_alpha = 0.25
         fig.yaxis.minor_tick_line_color = None
         fig.yaxis.ticker.min_interval = 1  # lanes are whole numbers
-        self.edge_renderer = fig.segment(
-            x0="x0l", y0="y0", x1="x1l", y1="y1", source=self.edges,
-            line_color="color", line_width="width", line_alpha=0.7,
+        self.band_renderer = fig.quad(
+            left="ll", right="rl", bottom="bottom", top="top", source=self.bands,
+            fill_color="color", fill_alpha=0.55, line_color=None,
         )  # fmt: skip
+        segment = {"x0": "x0l", "y0": "y0", "x1": "x1l", "y1": "y1"}
+        self.edge_renderer = fig.segment(
+            **segment, source=self.edges, line_color=style.EDGE_COLOR, line_width=0.7, line_alpha=0.7
+        )
+        self.xedge_renderer = fig.segment(
+            **segment, source=self.xedges, line_color=style.EDGE_COLOR, line_width=0.7, line_alpha=0.7
+        )
         cone_edges = {"line_width": 2.2, "line_alpha": 0.9}
         self.past_edge_renderer = fig.segment(
-            x0="x0l", y0="y0", x1="x1l", y1="y1", source=self.past_edges, line_color=style.PAST_COLOR,
-            **cone_edges,
-        )  # fmt: skip
+            **segment, source=self.past_edges, line_color=style.PAST_COLOR, **cone_edges
+        )
         self.future_edge_renderer = fig.segment(
-            x0="x0l", y0="y0", x1="x1l", y1="y1", source=self.future_edges, line_color=style.FUTURE_COLOR,
-            **cone_edges,
-        )  # fmt: skip
-        self.node_renderer = fig.scatter(
-            x="xl", y="y", source=self.nodes, size=11, marker="marker",
-            fill_color="color", line_color="outline", line_width="width",
-            nonselection_fill_alpha=0.45, nonselection_line_alpha=0.45,
-            selection_fill_alpha=1.0, selection_line_color="#000000", selection_line_width=3,
+            **segment, source=self.future_edges, line_color=style.FUTURE_COLOR, **cone_edges
+        )
+        node_style = {
+            "size": 11, "marker": "marker", "fill_color": "color",
+            "line_color": style.OUTLINE_COLOR, "line_width": 0.6,
+            "nonselection_fill_alpha": 0.45, "nonselection_line_alpha": 0.45,
+            "selection_fill_alpha": 1.0, "selection_line_color": "#000000", "selection_line_width": 3,
+        }  # fmt: skip
+        self.node_renderer = fig.scatter(x="xl", y="y", source=self.nodes, **node_style)
+        self.xnode_renderer = fig.scatter(x="xl", y="y", source=self.xnodes, **node_style)
+        self.cone_renderer = fig.scatter(
+            x="xl", y="y", source=self.cone, size=15, fill_color=None,
+            line_color=style.REFERENCE_COLOR, line_alpha=0.6, line_width=1.3,
         )  # fmt: skip
         halo = {"size": 18, "fill_color": None, "line_width": 2.5}
         self.past_renderer = fig.scatter(x="xl", y="y", source=self.past, line_color=style.PAST_COLOR, **halo)
@@ -128,159 +182,262 @@ class TangleView:
             x="xl", y="y", source=self.references, marker="star", size=20,
             fill_color=style.REFERENCE_COLOR, line_color="#000000", line_width=1,
         )  # fmt: skip
-        # legend-only glyphs for encodings that live in the columns of the big sources
         # Legend-only glyphs, for encodings that live in columns or in overlays that are often empty: a legend
-        # draws a glyph from its first row, so each holds one point (far outside the tangle; the ranges follow
-        # only the tangle). They are never painted: with WebGL every painted renderer costs a copy of the
-        # whole GL canvas, which dominated the render time of an update in software GL.
+        # draws a glyph from its first row, so each holds one point (far outside the tangle). They are never
+        # painted: with WebGL every painted renderer costs a copy of the whole GL canvas.
         far = [-1e9]
-        cone_key = fig.segment(
-            x0=far, y0=far, x1=far, y1=far, line_color=style.REFERENCE_COLOR, line_width=2.5
-        )
         malicious_key = fig.scatter(x=far, y=far, marker="triangle", size=10, fill_color="#888888")
+        cone_key = fig.scatter(
+            x=far, y=far, size=13, fill_color=None, line_color=style.REFERENCE_COLOR, line_width=1.5
+        )
         past_key, future_key = (
             fig.scatter(x=far, y=far, size=13, fill_color=None, line_color=color, line_width=2.5)
             for color in (style.PAST_COLOR, style.FUTURE_COLOR)
         )
-        fig.x_range.renderers = fig.y_range.renderers = [self.edge_renderer, self.node_renderer]
-        for renderer in (cone_key, malicious_key, past_key, future_key):
+        band_key = fig.quad(left=far, right=far, bottom=far, top=far, fill_color="#9e9e9e", fill_alpha=0.55)
+        keys = [malicious_key, cone_key, past_key, future_key, band_key]
+        # the y range follows the tangle only (not the legend keys far outside)
+        fig.y_range.renderers = [self.band_renderer, self.node_renderer, self.xnode_renderer]
+        for renderer in keys:
             renderer.visible = False
         self.cone_renderers = [
             self.past_edge_renderer, self.future_edge_renderer, self.past_renderer, self.future_renderer,
         ]  # fmt: skip
-        for renderer in self.cone_renderers:
-            renderer.visible = False  # until a click
-        self.coloring = LinearColorMapper(palette=Viridis256, low=0, high=1)
+        for renderer in (*self.cone_renderers, self.cone_renderer, self.xnode_renderer, self.xedge_renderer):
+            renderer.visible = False  # until a click, the cone toggle, or a zoom into the bands
         self.color_bar = ColorBar(
-            color_mapper=self.coloring, title="self-reported accuracy", visible=False, width=12
+            color_mapper=self.colorings["accuracy"].mapper, title="", visible=False, width=12
         )
         fig.add_layout(self.color_bar, "right")
-        legend = Legend(
-            items=[
-                LegendItem(label={"field": "author"}, renderers=[self.node_renderer]),
-                LegendItem(label="tip", renderers=[self.tip_renderer]),
-                LegendItem(label="reference model", renderers=[self.reference_renderer]),
-                LegendItem(label="reference's past cone", renderers=[cone_key]),
-                LegendItem(label="malicious (lab)", renderers=[malicious_key]),
+        items = [
+            LegendItem(label={"field": "author"}, renderers=[self.node_renderer]),
+            LegendItem(label="tip", renderers=[self.tip_renderer]),
+            LegendItem(label="reference model", renderers=[self.reference_renderer]),
+            LegendItem(label="reference's past cone (toggle)", renderers=[cone_key]),
+            LegendItem(label="malicious (lab)", renderers=[malicious_key]),
+            LegendItem(label="older rounds: band per author", renderers=[band_key]),
+        ]
+        if self.interactive:  # a click shows cones only where a server answers it
+            items += [
                 LegendItem(label="past cone of click", renderers=[past_key]),
                 LegendItem(label="future cone of click", renderers=[future_key]),
-            ],
+            ]
+        legend = Legend(
+            items=items,
             label_text_font_size="9pt",
             inactive_fill_alpha=0,  # the legend-only renderers are hidden, but their keys must not look it
             glyph_height=14,
             spacing=0,
         )
         fig.add_layout(legend, "right")
-        hover = HoverTool(
-            renderers=[self.node_renderer],
+        # one transaction per hover (limit): at any zoom several markers can overlap
+        node_hover = HoverTool(
+            renderers=[self.node_renderer, self.xnode_renderer],
             tooltips=[
                 ("id", "@name"),
                 ("author", "@author"),
                 ("height", "@height"),
                 ("created", "@created{0.[000]}"),
                 ("accuracy", "@accuracy{0.000}"),
+                ("loss", "@loss{0.000}"),
                 ("parents", "@parents_txt"),
                 ("malicious", "@malicious"),
             ],
+            limit=1,
         )
-        fig.add_tools(hover, TapTool(renderers=[self.node_renderer]))
+        self.band_hover = band_hover = HoverTool(
+            renderers=[self.band_renderer],
+            tooltips=[
+                ("band", "@span_txt"),
+                ("transactions", "@total"),
+                ("authors", "@authors_txt"),
+                ("mean accuracy", "@accuracy{0.000}"),
+            ],
+            limit=1,
+        )
+        fig.add_tools(node_hover, band_hover)
+        if self.interactive:
+            fig.add_tools(TapTool(renderers=[self.node_renderer, self.xnode_renderer]))
         self.time_formatter = CustomJSTickFormatter(
             code="return new Date(tick * 1000).toISOString().replace('T', ' ').slice(0, 19)"
         )
         self.number_formatter = fig.xaxis[0].formatter
         return fig
 
-    def _summary_strip(self, x_label: str) -> Any:
-        common = {"height": 150, "sizing_mode": "stretch_width", "toolbar_location": None}
-        plots = []
-        for column, title, color in (
-            ("size", "transactions", "#1f77b4"),
-            ("tips", "tips", "#ff7f0e"),
-            ("depth", "depth (max height)", "#2ca02c"),
-        ):
-            p = figure(title=title, name=f"summary_{column}", **common)
-            p.line("t", column, source=self.summary, line_width=2, color=color)
-            p.scatter("t", column, source=self.summary, size=3, color=color)  # a lone sample shows too
-            plots.append(p)
-        acc = figure(title="reference accuracy", name="summary_accuracy", y_range=Range1d(0, 1), **common)
-        acc.line("t", "accuracy", source=self.summary, line_width=2, color="#d62728", legend_label="tangle")
-        acc.scatter("t", "accuracy", source=self.summary, size=3, color="#d62728")
-        acc.line(
-            "t", "fedavg", source=self.summary, line_width=2, color="#555555", line_dash="dashed",
-            legend_label="FedAvg",
-        )  # fmt: skip
-        acc.legend.location = "bottom_right"
-        acc.legend.label_text_font_size = "8pt"
-        acc.legend.padding = 2
-        acc.legend.spacing = 0
-        plots.append(acc)
-        for p in plots:
-            p.xaxis.axis_label = x_label
-            p.xaxis.axis_label_text_font_size = "8pt"
-            p.title.text_font_size = "9pt"
-            p.xaxis.major_label_text_font_size = "8pt"
-            p.yaxis.major_label_text_font_size = "8pt"
-        self.summary_plots = plots
-        return row(*plots, sizing_mode="stretch_width")
-
-    # --- incremental operations ----------------------------------------------------------------------------
+    # --- the big sources -----------------------------------------------------------------------------------
     def reset(self, graph: TangleGraph | None = None) -> None:
         """Start over (another peer, or a peer whose tangle restarted): the only full redraw."""
         self.graph = graph or TangleGraph()
         self.shown = 0
+        self.detail_start = 0
         self.edge_start = []
         self.edge_rows = 0
         self.reference = []
-        self.reference_cone = set()
         self.tip_indices = []
         self.selected = None
+        self.expanded = None
+        self._bands_behind(False)
+        self.weights = None
         self.nodes.selected.indices = []
+        self.xnodes.selected.indices = []
         for source, columns in (
             (self.nodes, style.NODE_COLUMNS),
+            (self.xnodes, style.NODE_COLUMNS),
             (self.edges, style.EDGE_COLUMNS),
+            (self.xedges, style.EDGE_COLUMNS),
             (self.past_edges, style.EDGE_COLUMNS),
             (self.future_edges, style.EDGE_COLUMNS),
-            (self.summary, SUMMARY_COLUMNS),
+            (self.bands, style.BAND_COLUMNS),
         ):
             source.data = _empty(columns)
-        for source in (self.tips, self.references, self.past, self.future):
-            source.data = _empty(["xl", "xt", "y", "short"])
+        for source in (self.tips, self.references, self.cone, self.past, self.future):
+            source.data = _empty(style.POINT_COLUMNS)
+        for renderer in self.cone_renderers:
+            renderer.visible = False
 
     def show_until(self, count: int, timing: Timing | None = None) -> None:
         """Draw graph nodes up to `count` (in the graph's order): one stream of the new nodes and edges."""
         count = min(count, len(self.graph))
         if count < self.shown:  # going back (replay): redraw, keeping the reference
-            reference, cone = self.reference, self.reference_cone
+            reference = self.reference
             self.reset(self.graph)
-            self.reference, self.reference_cone = reference, cone
-            self.references.data = style.point_columns(self.graph, reference)
+            self.reference = reference
         if count == self.shown:
             return
         timing = timing if timing is not None else Timing()
         start = _now()
         new = self.graph.nodes[self.shown : count]
-        pairs = style.edge_pairs(new)
         for node in new:
             self.edge_start.append(self.edge_rows)
             self.edge_rows += len(node.parents)
-        node_rows = style.node_columns(self.graph, new, self.reference_cone)
-        edge_rows = style.edge_columns(self.graph, pairs, self.reference_cone)
+        if self.color_mode == "weight":
+            self.weights = self.graph.cumulative_weights()
+        if self.shown == 0 or count - self.detail_start > DETAIL_MAX:
+            self.shown = count
+            self._slide(max(0, count - DETAIL_KEEP) if count > DETAIL_MAX else 0)
+            timing.build_ms += (_now() - start) * 1000
+            return
+        node_rows = style.node_columns(self.graph, new, self.weights)
+        edge_rows = style.edge_columns(self.graph, style.edge_pairs(new))
         built = _now()
-        first = self.shown == 0
-        if first:
-            self.nodes.data = node_rows
-            self.edges.data = edge_rows
-        else:
-            if self.graph.genesis_moved:  # the genesis found its wall-clock place after it was drawn
-                self.nodes.patch({"xt": [(0, self.graph.nodes[0].wall)]})
-            self.nodes.stream(node_rows)
-            if pairs:
-                self.edges.stream(edge_rows)
+        if self.graph.genesis_moved and self.detail_start == 0:
+            # the genesis found its wall-clock place after it was drawn
+            self.nodes.patch({"xt": [(0, self.graph.nodes[0].wall)]})
         self.graph.genesis_moved = False
+        self.nodes.stream(node_rows)
+        if len(edge_rows["child"]):
+            self.edges.stream(edge_rows)
+        if self.color_mode == "weight":
+            self._patch_weights()
         self.shown = count
         timing.build_ms += (built - start) * 1000
         timing.push_ms += (_now() - built) * 1000
 
+    def _slide(self, detail_start: int) -> None:
+        """Draw nodes [detail_start, shown) one by one and aggregate the older ones into bands."""
+        self.detail_start = detail_start
+        self.graph.genesis_moved = False
+        detail = self.graph.nodes[detail_start : self.shown]
+        self.nodes.selected.indices = []
+        self.nodes.data = style.node_columns(self.graph, detail, self.weights)
+        self.edges.data = style.edge_columns(self.graph, style.edge_pairs(detail))
+        old_depth = max((n.height for n in self.graph.nodes[:detail_start]), default=0)
+        self.band_width = max(1, math.ceil((old_depth + 1) / BAND_LIMIT))
+        self.bands.data = (
+            style.band_columns(self.graph, detail_start, self.band_width, self.weights)
+            if detail_start
+            else _empty(style.BAND_COLUMNS)
+        )
+
+    def _patch_weights(self) -> None:
+        assert self.weights is not None
+        drawn = len(self.nodes.data["index"])
+        values = np.array(self.weights[self.detail_start : self.detail_start + drawn])
+        self.nodes.patch({"weight": [(slice(0, drawn), values)]})
+
+    # --- expanding the banded part on zoom, following the newest ------------------------------------------
+    def expand(self, x0: float, x1: float) -> bool:
+        """The visible x range changed: draw the banded transactions in it when it is narrow enough.
+        Returns whether the expanded sources changed."""
+        if not self.detail_start or x1 - x0 > self._expand_span() or x1 < self._band_x(0)[0]:
+            if self.expanded is None:
+                return False
+            self._collapse()
+            return True
+        margin = (x1 - x0) * 0.25
+        low, high = x0 - margin, x1 + margin
+        if self.expanded is not None and self.expanded[0] <= x0 and x1 <= self.expanded[1]:
+            return False
+        column = "height" if self.x_mode == LOGICAL else "wall"
+        chosen = [n for n in self.graph.nodes[: self.detail_start] if low <= getattr(n, column) <= high][
+            -EXPAND_LIMIT:
+        ]
+        self.expanded = (low, high)
+        self.xnodes.selected.indices = []
+        self.xnodes.data = style.node_columns(self.graph, chosen, self.weights)
+        self.xedges.data = style.edge_columns(self.graph, style.edge_pairs(chosen))
+        self._bands_behind(True)
+        self._show_cone()
+        return True
+
+    def _collapse(self) -> None:
+        self.expanded = None
+        self.xnodes.data = _empty(style.NODE_COLUMNS)
+        self.xedges.data = _empty(style.EDGE_COLUMNS)
+        self._bands_behind(False)
+
+    def _bands_behind(self, expanded: bool) -> None:
+        """With the banded transactions drawn, the bands only tint the background and have no hover.
+        The expanded renderers are hidden while empty: with WebGL every painted renderer costs a copy."""
+        if self.xnode_renderer.visible != expanded:
+            self.xnode_renderer.visible = self.xedge_renderer.visible = expanded
+        alpha = 0.12 if expanded else 0.55
+        if self.band_renderer.glyph.fill_alpha != alpha:
+            self.band_renderer.glyph.fill_alpha = alpha
+            self.band_hover.renderers = [] if expanded else [self.band_renderer]
+
+    def _expand_span(self) -> float:
+        if self.x_mode == LOGICAL:
+            return EXPAND_SPAN
+        nodes = self.graph.nodes
+        heights = max(1, nodes[-1].height - nodes[0].height) if nodes else 1
+        return EXPAND_SPAN * max(1e-9, nodes[-1].wall - nodes[0].wall) / heights if nodes else EXPAND_SPAN
+
+    def _band_x(self, index: int) -> tuple[float, float]:
+        node = self.graph.nodes[index]
+        return (node.height, node.height) if self.x_mode == LOGICAL else (node.wall, node.wall)
+
+    def follow(self) -> None:
+        """Show the newest FOLLOW_TX transactions (auto-follow)."""
+        if not self.shown:
+            return
+        newest = self.graph.nodes[max(0, self.shown - FOLLOW_TX) : self.shown]
+        xs = [n.height if self.x_mode == LOGICAL else n.wall for n in newest]
+        self._set_x(min(xs) - 1, max(xs) + 1.5)
+
+    def show_all(self) -> None:
+        if not self.shown:
+            return
+        xs = [self._band_x(0)[0], *(self._band_x(i)[0] for i in range(max(0, self.shown - 50), self.shown))]
+        self._set_x(min(xs) - 1, max(xs) + 1.5)
+        self.expand(self.figure.x_range.start, self.figure.x_range.end)
+
+    def focus(self, index: int) -> None:
+        """Centre the view on one transaction (jump to it), drawing it if it lies in the banded part."""
+        x = self._band_x(index)[0]
+        span = 12.0 if self.x_mode == LOGICAL else 12.0 * self._expand_span() / EXPAND_SPAN
+        self._set_x(x - span, x + span)
+        self.expand(x - span, x + span)
+
+    def _set_x(self, start: float, end: float) -> None:
+        x_range = self.figure.x_range
+        if (x_range.start, x_range.end) != (start, end):
+            x_range.update(start=start, end=end)
+        whole = (self._band_x(0)[0] - 1, self._band_x(self.shown - 1)[0] + 1.5) if self.shown else (-1, 1)
+        if (x_range.reset_start, x_range.reset_end) != whole:  # the reset tool shows the whole tangle
+            x_range.update(reset_start=whole[0], reset_end=whole[1])
+
+    # --- overlays ------------------------------------------------------------------------------------------
     def set_tips(self, names: Iterable[str]) -> None:
         self.set_tip_indices(self._shown_indices(names))
 
@@ -291,57 +448,50 @@ class TangleView:
             self.tips.data = style.point_columns(self.graph, indices)
 
     def set_reference(self, names: Iterable[str], timing: Timing | None = None) -> None:
-        """Mark the reference model and restyle only the drawn rows whose membership of its past cone changed.
-
-        Call it before `show_until` with the same graph: rows drawn later are built with the new cone."""
+        """Mark the reference models; their past cone is drawn when the cone is on."""
         indices = self.graph.indices(names)
         if indices == self.reference:
             return
         start = _now()
         self.reference = indices
-        self.references.data = style.point_columns(self.graph, indices)
-        cone = self.graph.past_cone(indices)
-        changed = sorted(i for i in cone ^ self.reference_cone if i < self.shown)
-        self.reference_cone = cone
-        if changed:
-            self._restyle(changed)
+        self.references.data = style.point_columns(self.graph, [i for i in indices if i < self.shown])
+        self._show_cone()
         if timing is not None:
             timing.push_ms += (_now() - start) * 1000
 
-    def _restyle(self, changed: list[int]) -> None:
-        cone = self.reference_cone
-        if len(changed) > PATCH_LIMIT * self.shown:
-            # All drawn rows, as one slice per column. A patch carries its values; `data.update` would not:
-            # its ColumnDataChanged message reads the columns when it is serialized, which under a document
-            # hold is after the stream of this update's new rows, and the page then held longer style
-            # columns than the others (BokehJS: "Size mismatch" at every paint).
-            inside = [i in cone for i in range(self.shown)]
-            edge_inside = [c in cone for c, _p in style.edge_pairs(self.graph.nodes[: self.shown])]
-            drawn, edges = slice(0, self.shown), slice(0, self.edge_rows)
-            outline = [style.REFERENCE_COLOR if c else style.OUTLINE_COLOR for c in inside]
-            width = np.array([style.REF_NODE_WIDTH if c else style.NODE_WIDTH for c in inside])
-            self.nodes.patch({"outline": [(drawn, outline)], "width": [(drawn, width)]})
-            if edge_inside:
-                edge_color = [style.REFERENCE_COLOR if c else style.EDGE_COLOR for c in edge_inside]
-                edge_width = np.array([style.REF_EDGE_WIDTH if c else style.EDGE_WIDTH for c in edge_inside])
-                self.edges.patch({"color": [(edges, edge_color)], "width": [(edges, edge_width)]})
+    @property
+    def cone_on(self) -> bool:
+        if self.cone_choice is not None:
+            return self.cone_choice
+        return len(self.graph) <= CONE_AUTO_LIMIT
+
+    def set_cone(self, on: bool | None) -> None:
+        """The reference's past cone: on, off, or None (automatic: on for small tangles only)."""
+        self.cone_choice = on
+        self._show_cone()
+
+    def refresh(self) -> None:
+        """After an update: overlays that depend on what is drawn (the references, the reference cone, a
+        clicked transaction's cones, which grow as new transactions approve it)."""
+        drawn = [i for i in self.reference if i < self.shown]
+        if len(drawn) != len(self.references.data["y"]):
+            self.references.data = style.point_columns(self.graph, drawn)
+        self._show_cone()
+        if self.selected is not None:
+            self.select(self.selected)
+
+    def _show_cone(self) -> None:
+        on = self.cone_on and bool(self.reference)
+        self.cone_renderer.visible = on
+        if not on:
+            if len(self.cone.data["y"]):
+                self.cone.data = _empty(style.POINT_COLUMNS)
             return
-        # per-row patches (distinct names: the branch above binds whole-column values)
-        outlines: list[tuple[int, str]] = []
-        widths: list[tuple[int, float]] = []
-        edge_colors: list[tuple[int, str]] = []
-        edge_widths: list[tuple[int, float]] = []
-        for i in changed:
-            in_cone = i in cone
-            outlines.append((i, style.REFERENCE_COLOR if in_cone else style.OUTLINE_COLOR))
-            widths.append((i, style.REF_NODE_WIDTH if in_cone else style.NODE_WIDTH))
-            first = self.edge_start[i]
-            for row_index in range(first, first + len(self.graph.nodes[i].parents)):
-                edge_colors.append((row_index, style.REFERENCE_COLOR if in_cone else style.EDGE_COLOR))
-                edge_widths.append((row_index, style.REF_EDGE_WIDTH if in_cone else style.EDGE_WIDTH))
-        self.nodes.patch({"outline": outlines, "width": widths})
-        if edge_colors:
-            self.edges.patch({"color": edge_colors, "width": edge_widths})
+        cone = self.graph.past_cone([i for i in self.reference if i < self.shown])
+        drawn = [i for i in sorted(cone) if i >= self.detail_start and i < self.shown]
+        if self.expanded is not None:
+            drawn = [int(i) for i in self.xnodes.data["index"] if i in cone] + drawn
+        self.cone.data = style.point_columns(self.graph, drawn)
 
     def select(self, index: int | None) -> tuple[int, int]:
         """Highlight the past and future cones of one node; returns their sizes (without the node)."""
@@ -349,8 +499,9 @@ class TangleView:
         for renderer in self.cone_renderers:
             renderer.visible = index is not None and index < self.shown
         if index is None or index >= self.shown:
+            self.selected = None
             for source in (self.past, self.future):
-                source.data = _empty(["xl", "xt", "y", "short"])
+                source.data = _empty(style.POINT_COLUMNS)
             for source in (self.past_edges, self.future_edges):
                 source.data = _empty(style.EDGE_COLUMNS)
             return 0, 0
@@ -363,22 +514,37 @@ class TangleView:
         future_pairs = [
             (c, p) for c, p in style.edge_pairs([self.graph.nodes[i] for i in future]) if p in future_set
         ]
-        self.past_edges.data = style.edge_columns(self.graph, past_pairs, set())
-        self.future_edges.data = style.edge_columns(self.graph, future_pairs, set())
+        self.past_edges.data = style.edge_columns(self.graph, past_pairs)
+        self.future_edges.data = style.edge_columns(self.graph, future_pairs)
         return len(past) - 1, len(future) - 1
 
+    def find(self, query: str) -> int | None:
+        """A transaction by its id, or by a part of it that only one id contains."""
+        query = query.strip()
+        if not query:
+            return None
+        if query in self.graph.index:
+            return self.graph.index[query]
+        found = [n.index for n in self.graph.nodes[: self.shown] if query in n.name]
+        return found[0] if len(found) == 1 else None
+
+    # --- modes ---------------------------------------------------------------------------------------------
     def set_x_mode(self, mode: str) -> None:
         """Logical time (height) or wall clock: switches which columns the glyphs read, no data is sent."""
         self.x_mode = mode
         suffix = "l" if mode == LOGICAL else "t"
-        for renderer in (self.edge_renderer, self.past_edge_renderer, self.future_edge_renderer):
+        for renderer in (
+            self.edge_renderer, self.xedge_renderer, self.past_edge_renderer, self.future_edge_renderer,
+        ):  # fmt: skip
             renderer.glyph.x0 = f"x0{suffix}"
             renderer.glyph.x1 = f"x1{suffix}"
         for renderer in (
-            self.node_renderer, self.past_renderer, self.future_renderer, self.tip_renderer,
-            self.reference_renderer,
+            self.node_renderer, self.xnode_renderer, self.past_renderer, self.future_renderer,
+            self.tip_renderer, self.reference_renderer, self.cone_renderer,
         ):  # fmt: skip
             renderer.glyph.x = f"x{suffix}"
+        self.band_renderer.glyph.left = f"l{suffix}"
+        self.band_renderer.glyph.right = f"r{suffix}"
         axis = self.figure.xaxis[0]
         if mode == LOGICAL:
             axis.axis_label = "height (logical time)"
@@ -387,26 +553,86 @@ class TangleView:
             clock = any(n.created > UNIX_TIME for n in self.graph.nodes[-1:])
             axis.axis_label = "created (UTC)" if clock else "created (lab round)"
             axis.formatter = self.time_formatter if clock else self.number_formatter
+        if self.expanded is not None:
+            self._collapse()
+        self.show_all()
 
     def set_color_mode(self, mode: str) -> None:
-        self.node_renderer.glyph.fill_color = "acc_color" if mode == "accuracy" else "color"
-        self.color_bar.visible = mode == "accuracy"
+        """Author colours, or a numeric column through its colour mapper, on every glyph that shows nodes
+        (the selection and non-selection glyphs too: a selected transaction must not freeze the colours)."""
+        self.color_mode = mode
+        if mode == "weight" and self.shown:
+            self.weights = self.graph.cumulative_weights()
+            self._patch_weights()
+            if self.expanded is not None:
+                drawn = len(self.xnodes.data["index"])
+                values = [self.weights[int(i)] for i in self.xnodes.data["index"]]
+                self.xnodes.patch({"weight": [(slice(0, drawn), np.array(values))]})
+            if self.detail_start:
+                self.bands.data = style.band_columns(
+                    self.graph, self.detail_start, self.band_width, self.weights
+                )
+        fill: Any = "color" if mode == "author" else {"field": mode, "transform": self.colorings[mode].mapper}
+        for renderer in (self.node_renderer, self.xnode_renderer, self.band_renderer):
+            for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph):
+                if glyph is not None and glyph != "auto":
+                    glyph.fill_color = fill
+        self.color_bar.visible = mode != "author"
+        self.update_color_range()
 
-    def add_sample(self, sample: dict[str, float | None]) -> None:
-        self.summary.stream({k: [_nan(sample.get(k))] for k in SUMMARY_COLUMNS})
+    def update_color_range(self) -> None:
+        """Fit the colour mapper of the current mode to the data, and say so in the colour bar's title."""
+        if self.color_mode == "author" or not self.shown:
+            return
+        coloring = self.colorings[self.color_mode]
+        nodes = self.graph.nodes[: self.shown]
+        if self.color_mode == "weight":
+            values: Any = self.weights or []
+        else:
+            values = [getattr(n, self.color_mode) for n in nodes]
+            values = [math.nan if v is None else v for v in values]
+        fitted = style.auto_range(values)
+        if fitted is None:
+            title = f"{coloring.title}: no values"
+        else:
+            low, high = fitted
+            if self.color_mode == "weight":
+                low, high = max(1.0, low), max(2.0, high)
+            mapper = coloring.mapper
+            if abs(mapper.low - low) > 1e-3 * abs(high - low) or abs(mapper.high - high) > 1e-3 * abs(
+                high - low
+            ):
+                mapper.update(low=low, high=high)
+            title = f"{coloring.title}, auto-ranged {_num(low)}-{_num(high)}"
+        if self.color_bar.color_mapper is not coloring.mapper:
+            self.color_bar.color_mapper = coloring.mapper
+        if self.color_bar.title != title:
+            self.color_bar.title = title
 
-    def set_samples(self, samples: Sequence[dict[str, float | None]]) -> None:
-        self.summary.data = {k: [_nan(s.get(k)) for s in samples] for k in SUMMARY_COLUMNS}
-
-    def set_header(self, peer: str, tips: int, depth: int, accuracy: float | None, note: str = "") -> None:
+    def set_header(
+        self,
+        peer: str,
+        tips: int,
+        depth: int,
+        accuracy: float | None,
+        note: str = "",
+        accuracy_label: str = "this peer's reference accuracy",
+    ) -> None:
         """The numbers at a glance; data-* attributes let tests and scripts read them."""
         acc = "-" if accuracy is None else f"{accuracy:.3f}"
+        missing = self.graph.missing_parents
+        warning = (
+            f" &nbsp;·&nbsp; <span class='warning' style='color:#b00020'>{missing} parents missing (drawn "
+            "without those edges)</span>"
+            if missing
+            else ""
+        )
         self.header.text = (
             f'<div class="tangle-header" data-peer="{_attr(peer)}" data-count="{self.shown}" '
-            f'data-tips="{tips}" data-depth="{depth}">'
+            f'data-tips="{tips}" data-depth="{depth}" data-missing="{missing}">'
             f"<b>{_html(peer)}</b> &nbsp; {self.shown} transactions &nbsp;·&nbsp; {tips} tips "
-            f"&nbsp;·&nbsp; depth {depth} &nbsp;·&nbsp; reference accuracy {acc}"
-            f"{' &nbsp;·&nbsp; ' + _html(note) if note else ''}</div>"
+            f"&nbsp;·&nbsp; depth {depth} &nbsp;·&nbsp; {_html(accuracy_label)} {acc}"
+            f"{' &nbsp;·&nbsp; ' + _html(note) if note else ''}{warning}</div>"
         )
 
     def _shown_indices(self, names: Iterable[str]) -> list[int]:
@@ -417,16 +643,16 @@ def stats_text(values: dict[str, Any]) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
+def _num(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(text, quote=False)
 
 
 def _attr(text: str) -> str:
-    return _html(text).replace('"', "&quot;")
+    return html.escape(text, quote=True)
 
 
 def _now() -> float:

@@ -119,6 +119,13 @@ def create_app(
         Route("/api/peer", peer),
         Route("/healthz", healthz),
     ]
+    history = getattr(source, "lab_history", None)
+    if history is not None:  # the lab's live API: its settings and per-round metrics so far
+
+        async def lab(_request: Request) -> Response:
+            return JSONResponse(history())
+
+        routes.append(Route("/api/lab", lab))
     if metrics is not None:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

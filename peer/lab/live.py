@@ -6,6 +6,7 @@ one copy of that tangle (from the blocks it carries between workers) and each pe
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -28,6 +29,9 @@ class LabApiSource:
         self.round = 0
         self.rounds_total = 0
         self.accuracy: dict[str, float] = {}
+        self.config: dict[str, Any] = {}
+        self.records: list[dict[str, Any]] = []  # the runner's RoundRecords, as plain data
+        self.peer_records: list[dict[str, Any]] = []  # the runner's PeerRounds, as plain data
         self._lock = threading.Lock()
 
     def add_round(
@@ -49,6 +53,23 @@ class LabApiSource:
             self.references = references
             self.accuracy = accuracy
             self.round = round_index
+
+    def add_record(self, record: dict[str, Any], peer_records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.records.append(_finite(record))
+            self.peer_records.extend(_finite(r) for r in peer_records)
+
+    def lab_history(self) -> dict[str, Any]:
+        """`/api/lab`: the experiment's settings and every round so far (the run view's strips)."""
+        with self._lock:
+            return {
+                "config": self.config,
+                "malicious_peers": sorted(self.malicious),
+                "round": self.round,
+                "rounds": self.rounds_total,
+                "metrics": list(self.records),
+                "peers": list(self.peer_records),
+            }
 
     def peers(self) -> list[str]:
         return list(self.authors)
@@ -84,3 +105,8 @@ class LabApiSource:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         return True, {"round": self.round}
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity (a random-weights model's loss can overflow): null instead."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from peer.lab.runner import LabResult
+from peer.lab.runner import LabResult, PeerRound, RoundRecord
 
 # writes a report of a lab output folder, returns its path (or None when it cannot be made): the command line
 # passes the visualizer's report.html here, so that the peer never imports the visualizer
@@ -21,20 +21,19 @@ ReportWriter = Callable[[Path], Path | None]
 def write_outputs(
     result: LabResult, out: Path, reports: Mapping[str, ReportWriter] | None = None
 ) -> dict[str, Path]:
+    """The output folder; `reports` add files after these (the command line passes the visualizer's
+    report.html)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "summary": out / "summary.json",
         "metrics": out / "metrics.csv",
+        "peers": out / "peers.csv",
         "tangle": out / "tangle.json",
         "plot": out / "accuracy.png",
     }
     paths["summary"].write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n")
-    with paths["metrics"].open("w", newline="") as handle:
-        fields = [f.name for f in dataclasses.fields(result.rounds[0])]
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for record in result.rounds:
-            writer.writerow(dataclasses.asdict(record))
+    _write_csv(paths["metrics"], RoundRecord, result.rounds)
+    _write_csv(paths["peers"], PeerRound, result.peer_rounds)
     paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
     if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
         paths["car"] = out / result.backend["car"]
@@ -45,6 +44,14 @@ def write_outputs(
         if written is not None:
             paths[name] = written
     return paths
+
+
+def _write_csv(path: Path, kind: type, rows: list) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in dataclasses.fields(kind)])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(dataclasses.asdict(row))
 
 
 def plot_accuracy(result: LabResult, path: Path) -> bool:
@@ -83,6 +90,9 @@ def plot_accuracy(result: LabResult, path: Path) -> bool:
 
 def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -> None:
     summary = result.summary()
+    if not result.rounds:
+        console.print("no round completed; outputs: " + ", ".join(str(p) for p in paths.values()))
+        return
     table = Table(title="Learning Tangle lab", show_lines=False)
     table.add_column("")
     table.add_column("tangle", justify="right")
@@ -104,7 +114,8 @@ def print_summary(result: LabResult, paths: dict[str, Path], console: Console) -
     t = summary["tangle"]
     console.print(
         f"{t['transactions']} transactions, {t['tips']} tips, {t['published']} of {t['trainings']} trainings "
-        f"published; {result.trainings / result.seconds:.1f} peer-trainings/s over {result.seconds:.1f} s"
+        f"published; {result.trainings / max(result.seconds, 1e-9):.1f} peer-trainings/s over "
+        f"{result.seconds:.1f} s"
     )
     if result.rejected:
         console.print(f"rejected by peers: {result.rejected}")

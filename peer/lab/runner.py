@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,9 +74,13 @@ class WorkerHandle:
         self._process = context.Process(
             target=serve, args=(child, settings.model_dump_json(), peers), daemon=True
         )
-        self._process.start()
+        # Ctrl-C goes to the whole process group: the workers ignore it (inherited through exec), so the
+        # runner can still export the tangle and write what the interrupted lab has
+        with _sigint_ignored():
+            self._process.start()
         # the child holds its own copy: with the parent's closed, a dead child is an EOF here, not a hang
         child.close()
+        self._pending = True
         self._expect()
 
     def start(self, method: str, *args: Any) -> None:
@@ -84,6 +91,12 @@ class WorkerHandle:
             self._conn.send((method, args))
         except OSError:  # the worker is gone (its end of the pipe closed)
             raise self._died() from None
+        self._pending = True
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """After an interruption: take the answer of a call still in flight, so the next call gets its own."""
+        if self._local is None and self._pending and self._conn.poll(timeout):
+            self._expect()
 
     def result(self) -> Any:
         if self._local is not None:
@@ -114,6 +127,7 @@ class WorkerHandle:
             status, value = self._conn.recv()
         except (EOFError, OSError):
             raise self._died() from None
+        self._pending = False
         if status == "error":
             raise LabError(f"lab worker failed: {value}")
         return value
@@ -139,6 +153,18 @@ class RoundRecord:
 
 
 @dataclass
+class PeerRound:
+    """One peer's reference model at the end of a round (the run view's band of every peer)."""
+
+    round: int
+    peer: str
+    malicious: bool
+    accuracy: float
+    loss: float
+    misclassification_3_as_8: float | None
+
+
+@dataclass
 class LabResult:
     settings: LabSettings
     rounds: list[RoundRecord]
@@ -151,13 +177,23 @@ class LabResult:
     # the last round's evaluations (honest peers' test sets): the tangle's reference models and FedAvg's
     tangle_evaluation: Evaluation | None = None
     fedavg_evaluation: Evaluation | None = None
+    peer_rounds: list[PeerRound] = field(default_factory=list)
+    complete: bool = True  # False: interrupted (Ctrl-C) after len(rounds) rounds
 
     def summary(self) -> dict[str, Any]:
         """Deterministic for a given configuration: no wall-clock values in here."""
+        out: dict[str, Any] = {
+            "complete": self.complete,
+            "rounds_completed": len(self.rounds),
+            "config": self.settings.model_dump(mode="json", exclude=RUNTIME_ONLY),
+            "malicious_peers": [author_name(i) for i in self.malicious],
+        }
+        if not self.rounds:  # interrupted before the first round ended
+            return out
         last = self.rounds[-1]
         watched = self.settings.watched
         tangle = self.tangle_evaluation.report(watched) if self.tangle_evaluation else {}
-        out: dict[str, Any] = {
+        out |= {
             "tangle": {
                 "accuracy": last.tangle_accuracy,
                 "loss": last.tangle_loss,
@@ -168,8 +204,6 @@ class LabResult:
                 "published": sum(r.published for r in self.rounds),
                 "trainings": self.trainings,
             },
-            "config": self.settings.model_dump(mode="json", exclude=RUNTIME_ONLY),
-            "malicious_peers": [author_name(i) for i in self.malicious],
         }
         if self.backend:
             out["ipfs"] = self.backend
@@ -182,21 +216,44 @@ class LabResult:
         return out
 
 
-def run_lab(settings: LabSettings, *, on_round: Callable[[RoundRecord], None] | None = None) -> LabResult:
-    """Run the experiment; with `backend == "ipfs"` over a local kubo testnet started and stopped here."""
+class LabInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) during the rounds or the linger; `result` holds the rounds completed by then."""
+
+    def __init__(self, result: LabResult, *, lingering: bool) -> None:
+        super().__init__(f"interrupted after {len(result.rounds)} rounds")
+        self.result = result
+        self.lingering = lingering
+
+
+def run_lab(
+    settings: LabSettings,
+    *,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_finished: Callable[[LabResult], None] | None = None,
+) -> LabResult:
+    """Run the experiment; with `backend == "ipfs"` over a local kubo testnet started and stopped here.
+
+    `on_finished` gets the result when the last round ends (or the run is interrupted), before `--linger`:
+    that is where the outputs are written, so a finished experiment is never lost. An interruption raises
+    LabInterrupted after `on_finished` has run."""
     if settings.backend == "memory":
-        return _run(settings, on_round)
+        return _run(settings, on_round, on_finished)
     from peer.lab.ipfs import ipfs_testnet
 
+    def restored(result: LabResult) -> None:
+        result.settings = settings
+        if on_finished is not None:
+            on_finished(result)
+
     with ipfs_testnet(settings) as (net_settings, finish):
-        result = _run(net_settings, on_round, finish)
-    result.settings = settings
+        result = _run(net_settings, on_round, restored, finish)
     return result
 
 
 def _run(
     settings: LabSettings,
     on_round: Callable[[RoundRecord], None] | None,
+    on_finished: Callable[[LabResult], None] | None = None,
     finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> LabResult:
     started = time.perf_counter()
@@ -211,6 +268,9 @@ def _run(
     honest = [i for i in range(settings.peers) if i not in set(malicious)]
     fedavg = _baseline(settings, dataset, model)
     records: list[RoundRecord] = []
+    peer_rounds: list[PeerRound] = []
+    evaluations: dict[int, PeerEvaluation] = {}
+    interrupted = False
     trainings = 0
     tangle_evaluation: Evaluation | None = None
     fedavg_evaluation: Evaluation | None = None
@@ -220,63 +280,94 @@ def _run(
     try:
         if lab_metrics is not None:  # the peers are scrapeable (at zero) before the first round ends
             lab_metrics.update([handle.call("metrics_snapshot") for handle in handles])
-        for round_index in range(1, settings.rounds + 1):
-            active = _active_peers(settings, round_index)
-            trainings += len(active)
-            for handle in handles:
-                handle.start("train", round_index, [i for i in active if i in handle.peers])
-            if fedavg is not None:
-                fedavg.round(round_index, active)  # overlaps with the workers' training
-            results: list[TrainResult] = []
-            blocks: dict[str, bytes] = {}
-            announcements: list[Announced] = []
-            for handle in handles:
-                worker_results, worker_blocks, worker_announcements = handle.result()
-                results.extend(worker_results)
-                blocks.update(worker_blocks)
-                announcements.extend(worker_announcements)
-            # peer order, not worker order: the same run whatever the number of workers
-            order = {author_name(i): i for i in range(settings.peers)}
-            announcements.sort(key=lambda a: order.get(a[1], -1))
-            for handle in handles:
-                handle.start("deliver", blocks, announcements)
-            for handle in handles:
-                handle.result()
-            for handle in handles:
-                handle.start("evaluate", round_index)
-            evaluations: dict[int, PeerEvaluation] = {}
-            for handle in handles:
-                evaluations.update(handle.result())
-            if live is not None:
-                live.add_round(
-                    round_index,
-                    blocks,
-                    announcements,
-                    {author_name(i): e.reference for i, e in evaluations.items()},
-                    {author_name(i): e.accuracy for i, e in evaluations.items()},
-                )
-            record, tangle_evaluation = _record(round_index, active, results, evaluations, honest)
-            if fedavg is not None:
-                fedavg_evaluation = fedavg.evaluate(honest)
-                record.fedavg_accuracy = fedavg_evaluation.accuracy
-                record.fedavg_loss = fedavg_evaluation.loss
-                record.fedavg_misclassification_3_as_8 = fedavg_evaluation.misclassification_3_as_8
-            if lab_metrics is not None:
-                lab_metrics.update([handle.call("metrics_snapshot") for handle in handles], record)
-            records.append(record)
-            if on_round is not None:
-                on_round(record)
-            if settings.round_delay:
-                time.sleep(settings.round_delay)
+        try:
+            for round_index in range(1, settings.rounds + 1):
+                active = _active_peers(settings, round_index)
+                trainings += len(active)
+                for handle in handles:
+                    handle.start("train", round_index, [i for i in active if i in handle.peers])
+                if fedavg is not None:
+                    fedavg.round(round_index, active)  # overlaps with the workers' training
+                results: list[TrainResult] = []
+                blocks: dict[str, bytes] = {}
+                announcements: list[Announced] = []
+                for handle in handles:
+                    worker_results, worker_blocks, worker_announcements = handle.result()
+                    results.extend(worker_results)
+                    blocks.update(worker_blocks)
+                    announcements.extend(worker_announcements)
+                # peer order, not worker order: the same run whatever the number of workers
+                order = {author_name(i): i for i in range(settings.peers)}
+                announcements.sort(key=lambda a: order.get(a[1], -1))
+                for handle in handles:
+                    handle.start("deliver", blocks, announcements)
+                for handle in handles:
+                    handle.result()
+                for handle in handles:
+                    handle.start("evaluate", round_index)
+                evaluations = {}
+                for handle in handles:
+                    evaluations.update(handle.result())
+                if live is not None:
+                    live.add_round(
+                        round_index,
+                        blocks,
+                        announcements,
+                        {author_name(i): e.reference for i, e in evaluations.items()},
+                        {author_name(i): e.accuracy for i, e in evaluations.items()},
+                    )
+                record, tangle_evaluation = _record(round_index, active, results, evaluations, honest)
+                if fedavg is not None:
+                    fedavg_evaluation = fedavg.evaluate(honest)
+                    record.fedavg_accuracy = fedavg_evaluation.accuracy
+                    record.fedavg_loss = fedavg_evaluation.loss
+                    record.fedavg_misclassification_3_as_8 = fedavg_evaluation.misclassification_3_as_8
+                if lab_metrics is not None:
+                    lab_metrics.update([handle.call("metrics_snapshot") for handle in handles], record)
+                records.append(record)
+                peer_rounds.extend(_peer_rounds(round_index, evaluations, settings.malicious_peers))
+                if live is not None:  # the run view's history, fetched when a page opens
+                    live.add_record(asdict(record), [asdict(p) for p in peer_rounds[-len(evaluations) :]])
+                if on_round is not None:
+                    on_round(record)
+                if settings.round_delay:
+                    time.sleep(settings.round_delay)
+        except KeyboardInterrupt:
+            interrupted = True
         reporter = honest[0] if honest else 0
-        tangle = next(h for h in handles if reporter in h.peers).call("export", reporter)
-        backend = finish(tangle) if finish is not None else {}
+        reporting = next(h for h in handles if reporter in h.peers)
+        if interrupted:
+            reporting.settle()
+        tangle = reporting.call("export", reporter)
+        # an interrupted IPFS run's testnet got the Ctrl-C too: no tangle.car then
+        backend = finish(tangle) if finish is not None and not interrupted else {}
         rejected: dict[str, int] = {}
         for evaluation in evaluations.values():
             for reason, count in evaluation.rejected.items():
                 rejected[reason] = rejected.get(reason, 0) + count
+        result = LabResult(
+            settings=settings,
+            rounds=records,
+            tangle=tangle,
+            malicious=malicious,
+            seconds=time.perf_counter() - started,
+            trainings=trainings,
+            rejected=rejected,
+            backend=backend,
+            tangle_evaluation=tangle_evaluation,
+            fedavg_evaluation=fedavg_evaluation,
+            peer_rounds=peer_rounds,
+            complete=not interrupted,
+        )
+        if on_finished is not None:
+            on_finished(result)  # the outputs: written now, not after the linger
+        if interrupted:
+            raise LabInterrupted(result, lingering=False)
         if (server is not None or metrics_server is not None) and settings.linger:
-            time.sleep(settings.linger)
+            try:
+                time.sleep(settings.linger)
+            except KeyboardInterrupt:
+                raise LabInterrupted(result, lingering=True) from None
     finally:
         for handle in handles:
             handle.close()
@@ -284,18 +375,40 @@ def _run(
             server.stop()
         if metrics_server is not None:
             metrics_server.stop()
-    return LabResult(
-        settings=settings,
-        rounds=records,
-        tangle=tangle,
-        malicious=malicious,
-        seconds=time.perf_counter() - started,
-        trainings=trainings,
-        rejected=rejected,
-        backend=backend,
-        tangle_evaluation=tangle_evaluation,
-        fedavg_evaluation=fedavg_evaluation,
-    )
+    return result
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; a thread gets no Ctrl-C anyway
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _misread(confusion: np.ndarray, true: int, predicted: int) -> float | None:
+    total = confusion[true].sum() if confusion.shape[0] > max(true, predicted) else 0
+    return float(confusion[true, predicted] / total) if total else None
+
+
+def _peer_rounds(
+    round_index: int, evaluations: dict[int, PeerEvaluation], malicious: list[int]
+) -> list[PeerRound]:
+    return [
+        PeerRound(
+            round=round_index,
+            peer=author_name(i),
+            malicious=i in malicious,
+            accuracy=float(e.accuracy),
+            loss=float(e.loss),
+            misclassification_3_as_8=_misread(e.confusion, 3, 8),
+        )
+        for i, e in sorted(evaluations.items())
+    ]
 
 
 def _start_workers(settings: LabSettings, assignment: list[list[int]]) -> list[WorkerHandle]:
@@ -323,6 +436,7 @@ def _live_api(
         settings.weight_horizon,
     )
     source.rounds_total = settings.rounds
+    source.config = settings.model_dump(mode="json", exclude=RUNTIME_ONLY)
     # one server for both when --metrics-port equals --api-port
     shared = lab_metrics.registry if lab_metrics and settings.metrics_port == settings.api_port else None
     server = BackgroundServer(

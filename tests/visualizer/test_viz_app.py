@@ -20,11 +20,12 @@ from bokeh.document.events import (
 from bokeh.models import ColumnDataSource
 from bokeh.protocol import Protocol
 from viz_helpers import SteeredApi
+from viz_synthetic import LabLikeTangle, SyntheticApi
 
+from visualizer import style
 from visualizer.app import LiveApp, ReplayApp
 from visualizer.config import VizSettings
 from visualizer.sources import Entry, Page, load_lab_run
-from visualizer.synthetic import LabLikeTangle, SyntheticApi
 from visualizer.view import TangleView
 
 
@@ -128,7 +129,7 @@ def _live(api: SyntheticApi) -> tuple[LiveApp, Document, Recorder]:
     return app, doc, Recorder(doc)
 
 
-def test_live_updates_stream_new_rows_and_patch_only_the_changed_cone() -> None:
+def test_live_updates_are_streams_and_the_cone_is_a_faint_overlay() -> None:
     builder = LabLikeTangle(peers=5)
     builder.grow(300)
     api = SyntheticApi(builder, ["peer-000", "peer-001"])
@@ -139,6 +140,14 @@ def test_live_updates_stream_new_rows_and_patch_only_the_changed_cone() -> None:
     first = recorder.take()
     assert first[("ColumnDataChangedEvent", "nodes")] == 1  # the first draw sends everything once
     assert len(app.view.nodes.data["name"]) == 301
+    # above CONE_AUTO_LIMIT transactions the reference cone starts switched off: nothing of it is sent
+    assert not app.view.cone_on
+    assert not app.controls.cone.active
+    assert len(app.view.cone.data["y"]) == 0
+    app.controls.cone.active = True
+    cone = app.view.graph.past_cone(app.view.reference)
+    assert sorted(app.view.cone.data["y"]) == sorted(app.view.graph.nodes[i].lane for i in cone)
+    assert app.view.cone_renderer.glyph.fill_color is None  # an outline only
     for _ in range(3):
         api.grow(5)
         app._apply(app.generation, _page(api, "peer-000", len(app.view.graph)), 1.0)
@@ -146,13 +155,11 @@ def test_live_updates_stream_new_rows_and_patch_only_the_changed_cone() -> None:
         assert sent[("ColumnsStreamedEvent", "nodes")] == 1
         assert sent[("ColumnsStreamedEvent", "edges")] == 1
         assert not any(kind == "ColumnDataChangedEvent" and name in ("nodes", "edges") for kind, name in sent)
-        # the reference moved to a new tip: only the rows whose cone membership changed are patched
-        patched = [e for e in recorder.events if isinstance(e, ColumnsPatchedEvent)]
-        assert all(len(p.patches["outline"]) < 50 for p in patched)
+        assert not any(kind == "ColumnsPatchedEvent" for kind, _name in sent)
     assert len(app.view.nodes.data["name"]) == 316 == api.transactions("peer-000", 0)["count"]
     cone = app.view.graph.past_cone(app.view.reference)
-    outline = app.view.nodes.data["outline"]
-    assert [i for i, c in enumerate(outline) if c != "#ffffff"] == sorted(cone)
+    assert len(app.view.cone.data["y"]) == len(cone)  # the cone follows the moving reference
+    assert set(app.view.nodes.data["color"]) <= set(style.AUTHOR_PALETTE) | {style.GENESIS_COLOR}
     assert app.view.header.text.count('data-count="316"') == 1
 
 
@@ -198,8 +205,24 @@ def test_modes_switch_fields_without_sending_data() -> None:
     sent = recorder.take()
     assert not any(kind.startswith("Column") for kind, _name in sent)
     assert app.view.node_renderer.glyph.x == "xt"
-    assert app.view.node_renderer.glyph.fill_color == "acc_color"
+    renderer = app.view.node_renderer
+    for glyph in (renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph):
+        assert glyph.fill_color.field == "accuracy"  # a selection must not freeze the author colours
     assert app.view.color_bar.visible
+    # auto-ranged to the data (not 0-1) and labelled so
+    mapper = app.view.colorings["accuracy"].mapper
+    accuracies = [n.accuracy for n in app.view.graph.nodes if n.accuracy is not None]
+    assert min(accuracies) <= mapper.low < mapper.high <= max(accuracies)
+    assert "accuracy" in app.view.color_bar.title
+    assert "auto-ranged" in app.view.color_bar.title
+    app.controls.color_mode.active = 2
+    assert renderer.glyph.fill_color.field == "loss"
+    assert "loss" in app.view.color_bar.title
+    app.controls.color_mode.active = 3  # cumulative weight: computed now, sent as one patch
+    weights = app.view.graph.cumulative_weights()
+    assert list(app.view.nodes.data["weight"]) == weights
+    assert weights[0] == len(app.view.graph)  # everything approves the genesis
+    assert renderer.nonselection_glyph.fill_color.field == "weight"
 
 
 def test_click_shows_both_cones() -> None:
@@ -223,10 +246,10 @@ def test_replay_moves_through_rounds(lab_folder: Path) -> None:
     app = ReplayApp(doc, run)
     recorder = Recorder(doc)
     shown: Any = app.view.nodes.data["name"]
-    assert len(shown) == len(run.tangle["nodes"])
+    assert len(shown) == len(run.tangle.nodes)
     app.slider.value = 3
     assert len(app.view.nodes.data["name"]) == run.prefix(3)
-    assert len(app.view.summary.data["t"]) == 3
+    assert list(app.panel.source.data["round"]) == [1, 2, 3]
     recorder.take()
     app.slider.value = 5  # forward: a stream
     sent = recorder.take()
@@ -303,3 +326,41 @@ def test_view_updates_stay_consistent_under_a_document_hold() -> None:
         doc.unhold()
         mirror.assert_matches(doc)
         api.grow(4, reference=None if swing % 2 == 0 else [genesis])
+
+
+def test_a_large_tangle_is_bands_plus_the_newest_and_a_zoom_expands() -> None:
+    from visualizer.view import DETAIL_KEEP, DETAIL_MAX
+
+    api = SyntheticApi(LabLikeTangle(peers=10, seed=9))
+    api.grow(3_000)
+    app, _doc, recorder = _live(api)
+    app._apply(app.generation, _page(api, "peer-000", 0), 1.0)
+    view = app.view
+    assert len(view.nodes.data["name"]) == DETAIL_KEEP
+    assert view.detail_start == 3_001 - DETAIL_KEEP
+    bands = view.bands.data
+    assert sum(c for c, t in zip(bands["count"], bands["total"], strict=True)) == view.detail_start
+    assert len(set(bands["author"])) == 11  # ten peers and the genesis: the overview keeps author colours
+    assert app.controls.follow.active
+    recorder.take()
+    for _ in range(DETAIL_MAX - DETAIL_KEEP):  # one round at a time: streams, then one slide
+        api.grow(1)
+        app._apply(app.generation, _page(api, "peer-000", len(view.graph)), 1.0)
+    assert len(view.nodes.data["name"]) == DETAIL_MAX
+    api.grow(1)
+    app._apply(app.generation, _page(api, "peer-000", len(view.graph)), 1.0)
+    assert len(view.nodes.data["name"]) == DETAIL_KEEP  # slid forward in one step
+    # following: the x range ends at the newest transaction
+    assert view.figure.x_range.end >= view.graph.depth
+    # a narrow view over the bands draws their transactions; a wide one drops them again
+    old = view.graph.nodes[500]
+    assert view.expand(old.height - 10, old.height + 10)
+    assert old.name in view.xnodes.data["name"]
+    assert view.xnode_renderer.visible
+    assert view.expand(0, view.graph.depth)
+    assert len(view.xnodes.data["name"]) == 0
+    # jump by a part of an id
+    app.controls.jump.value = old.name[-10:]
+    assert view.selected == old.index
+    assert old.name in app.controls.selection.text
+    assert not app.controls.follow.active

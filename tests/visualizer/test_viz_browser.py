@@ -15,17 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from viz_browser import COLUMN_LENGTHS_JS, DRAWN_JS, NODE_POSITION_JS, chromium_page, unavailable
+from viz_browser import COLUMN_LENGTHS_JS, DRAWN_JS, NODE_POSITION_JS, chromium_page, model_text, unavailable
 from viz_helpers import REPO, SteeredApi, free_port, wait_http
+from viz_synthetic import LabLikeTangle
 
 from peer.api.app import BackgroundServer, create_app
-from visualizer.synthetic import LabLikeTangle
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO / "test-artifacts"
 TANGLE = str(Path(sys.executable).with_name("tangle"))
-ROUNDS = 14
+ROUNDS = 24
 
 
 @pytest.fixture(autouse=True)
@@ -52,51 +52,92 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
     api = f"http://127.0.0.1:{api_port}"
     lab = processes(
         [TANGLE, "lab", "--peers", "4", "--rounds", str(ROUNDS), "--workers", "1", "--baseline", "none",
+         "--poison", "labelflip", "--malicious-fraction", "0.25", "--poison-from", "3",
          "--api-port", str(api_port), "--round-delay", "1.0", "--linger", "300", "--progress", "false",
          "--out", str(tmp_path / "lab")],
         "lab",
     )  # fmt: skip
     viz = processes([TANGLE, "viz", "--peers", api, "--port", str(viz_port), "--poll-interval", "0.3"], "viz")
-    wait_http(f"{api}/healthz", process=lab)
-    wait_http(f"http://127.0.0.1:{viz_port}/", process=viz)
+    wait_http(f"{api}/healthz", process=lab, timeout=180)  # generous: the test machine is shared
+    wait_http(f"http://127.0.0.1:{viz_port}/", process=viz, timeout=180)
 
     def reported(peer: str) -> int:
         return int(
             httpx.get(f"{api}/api/transactions", params={"peer": peer, "since": 10**9}).json()["count"]
         )
 
-    with chromium_page() as (page, errors):
+    def lab_round() -> int:
+        return int(httpx.get(f"{api}/api/peer").json()["round"])
+
+    def history_rounds() -> list[float]:
+        return list(page.evaluate("() => Bokeh.documents[0].get_model_by_name('history').data.round"))
+
+    _until(lambda: lab_round() >= 3, 60, "three rounds before the page opens")
+    with chromium_page((1280, 720)) as (page, errors):
         page.goto(f"http://127.0.0.1:{viz_port}/")
         page.evaluate("() => { window.notReloaded = true }")
         first = _until(lambda: page.evaluate(DRAWN_JS) > 0 and page.evaluate(DRAWN_JS), 30, "a first drawing")
-
         # new transactions appear without a reload
-        _until(lambda: page.evaluate(DRAWN_JS) > first, 30, "new transactions")
+        _until(lambda: page.evaluate(DRAWN_JS) > first, 30, f"new transactions (lab at round {lab_round()})")
         assert page.evaluate("() => window.notReloaded === true")
 
-        # the peer selector switches the view to another peer's tangle
+        # the run view holds the history from round 1, fetched when the page opened, by lab round
+        _until(lambda: history_rounds()[:3] == [1, 2, 3], 30, "the history before the page opened")
+        run_header = model_text(page, "run_header")
+        for shown in ("labelflip", "attack from round", "3 read as 8", "tip selector", "partition", "mlp"):
+            assert shown in run_header, shown
+        assert "FedAvg" not in run_header  # no baseline ran: no FedAvg column
+        strips = page.evaluate(
+            """() => { const m = n => Bokeh.documents[0].get_model_by_name(n);
+                 return [m('strip_misread').visible, m('attack_start').visible, m('attack_start').location,
+                         m('fedavg_accuracy_line').visible]; }"""
+        )
+        assert strips == [True, True, 3, False]  # 3-as-8 strip, the attack marker, no FedAvg legend line
+
+        # a click: its cones, a caption in view on a 1280x720 screen, and a future cone that grows
+        page.get_by_role("button", name="follow newest").click()  # hold the view still for the click
+        # a transaction three rounds old: every new round approves it, directly or not
+        x, y, name = page.evaluate(NODE_POSITION_JS, page.evaluate(DRAWN_JS) - 12)
+        page.mouse.click(x, y)
+        future = "() => Bokeh.documents[0].get_model_by_name('future_cone').data.y.length"
+        _until(lambda: name in model_text(page, "selection"), 10, "the caption of the click")
+        caption = page.locator(".selection-caption").bounding_box()
+        assert caption is not None
+        assert caption["y"] + caption["height"] <= 720
+        grown_from = page.evaluate(future)
+        _until(lambda: page.evaluate(future) > grown_from, 30, "the clicked cone growing with new rounds")
+
+        # colour by accuracy with a transaction selected: every glyph of the nodes switches
+        page.get_by_role("button", name="accuracy", exact=True).click()
+        fields = (
+            "() => { const r = Bokeh.documents[0].get_model_by_name('tangle').renderers.find("
+            "x => x.data_source.name === 'nodes'); return [r.glyph, r.selection_glyph, r.nonselection_glyph]"
+            ".map(g => g.fill_color.field) }"
+        )
+        _until(lambda: page.evaluate(fields) == ["accuracy"] * 3, 10, "accuracy colours with a selection")
+        page.get_by_role("button", name="author", exact=True).click()
+
+        # the peer selector switches the view to another peer's tangle; the run history stays
+        before = len(history_rounds())
         page.locator("select").select_option("lab-peer-002")
-        header = page.locator(".tangle-header")
-        _until(lambda: header.get_attribute("data-peer") == "lab-peer-002", 15, "the header of lab-peer-002")
+        _until(lambda: 'data-peer="lab-peer-002"' in model_text(page, "header"), 15, "lab-peer-002")
+        assert len(history_rounds()) >= before
 
         # once the lab has finished its rounds, the drawing holds exactly what the peer reports
-        _until(lambda: httpx.get(f"{api}/api/peer").json()["round"] == ROUNDS, 120, "the lab's last round")
+        _until(lambda: lab_round() == ROUNDS, 120, "the lab's last round")
         expected = reported("lab-peer-002")
         _until(lambda: page.evaluate(DRAWN_JS) == expected, 15, f"{expected} transactions drawn")
-        assert int(header.get_attribute("data-count") or -1) == expected
+        assert f'data-count="{expected}"' in model_text(page, "header")
+        _until(lambda: len(history_rounds()) == ROUNDS, 15, "every round in the run view")
 
-        # hover over the newest transaction shows its id and author
+        # hover over the newest transaction shows its id and author (in view: following it again)
+        page.get_by_role("button", name="follow newest").click()
+        page.evaluate("() => new Promise(r => setTimeout(() => requestAnimationFrame(r), 500))")
         x, y, name = page.evaluate(NODE_POSITION_JS, expected - 1)
         page.mouse.move(x, y)
         tooltip = page.locator(".bk-tooltip-content").filter(has_text=name)
         tooltip.first.wait_for(state="visible", timeout=10_000)
         assert "author" in tooltip.first.inner_text()
-
-        # a click highlights its past cone (all the way down to genesis)
-        x, y, name = page.evaluate(NODE_POSITION_JS, expected // 2)
-        page.mouse.click(x, y)
-        past = "() => Bokeh.documents[0].get_model_by_name('past_cone').data.y.length"
-        _until(lambda: page.evaluate(past) > 1, 10, "the past cone of a click")
         page.mouse.move(5, 5)
         time.sleep(0.5)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -158,6 +199,10 @@ def test_replay_and_report_of_a_lab_run(processes: Callable[..., Any], tmp_path:
             "1",
             "--progress",
             "false",
+            "--poison",
+            "random",
+            "--malicious-fraction",
+            "0.25",
             "--out",
             str(out),
         ],
@@ -171,9 +216,22 @@ def test_replay_and_report_of_a_lab_run(processes: Callable[..., Any], tmp_path:
     with chromium_page() as (page, errors):
         page.goto(f"http://127.0.0.1:{viz_port}/")
         _until(lambda: page.evaluate(DRAWN_JS) == count, 30, f"{count} transactions drawn")
+        assert "mean reference accuracy of the honest peers" in model_text(page, "header")
         # the report opens from disk, with no server and no network
         page.goto((out / "report.html").as_uri())
         _until(lambda: page.evaluate(DRAWN_JS) == count, 30, "the report's tangle")
+        legend = page.evaluate(
+            "() => { const p = Bokeh.documents[0].get_model_by_name('tangle');"
+            " return [...p.right, ...p.center].find(m => m.items != null).items.map(i => i.label.value) }"
+        )
+        assert "past cone of click" not in legend  # a report has no server to answer a click
+        header = model_text(page, "header")
+        assert "mean reference accuracy of the honest peers" in header
+        assert "this peer's" not in header
+        title = (out / "report.html").read_text().split("</title>")[0]
+        assert "attack random" in title  # the title names the attack settings
+        assert "malicious fraction 0.25" in title
+        assert "accuracy alpha" not in title  # only the settings that apply
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "visualizer-report.png"), full_page=True)
         assert errors == []

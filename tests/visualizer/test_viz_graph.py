@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from viz_helpers import tangle_nodes
+from viz_synthetic import lab_like_tangle
 
 from peer.api.transactions import transactions_document
 from visualizer.graph import TangleGraph
-from visualizer.synthetic import lab_like_tangle
 
 
 def test_cones_match_the_peer_tangle() -> None:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from viz_helpers import write_lab_folder
 
 from learning_tangle.cli import main
 from peer.config import LabSettings
@@ -49,10 +50,10 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must start with http"):
         VizSettings(peers=["a:8000"])
     with pytest.raises(ValueError, match=r"no tangle\.json"):
-        VizSettings(lab=tmp_path)
+        VizSettings(lab=[tmp_path])
     (tmp_path / "tangle.json").write_text("{}")
     with pytest.raises(ValueError, match="do not combine"):
-        VizSettings(lab=tmp_path, peers=["http://a:8000"])
+        VizSettings(lab=[tmp_path], peers=["http://a:8000"])
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,3 +71,40 @@ def test_cli_names_the_bad_flag(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         main(["viz", "--help"])
     assert "--poll-interval" in capsys.readouterr().out
+
+
+def test_peer_never_imports_the_visualizer() -> None:
+    """One import direction (visualizer -> peer): `tangle viz` and report.html come through entry points."""
+    import ast
+
+    peer = Path(__file__).resolve().parents[2] / "peer"
+    offenders = []
+    for path in peer.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "visualizer"]
+    assert offenders == []
+    from peer.plugins import commands, lab_output_writers
+
+    assert {"viz", "report"} <= set(commands())
+    assert "report" in lab_output_writers()
+
+
+def test_report_of_one_run_and_of_several(lab_folder: Path, tmp_path: Path) -> None:
+    other = write_lab_folder(tmp_path / "other", transactions=40)
+    summary = json.loads((other / "summary.json").read_text())
+    summary["config"]["poison"] = "labelflip"
+    (other / "summary.json").write_text(json.dumps(summary))
+    main(["report", str(lab_folder), str(other), "-o", str(tmp_path / "both.html")])
+    page = (tmp_path / "both.html").read_text()
+    assert _is_self_contained(page)
+    assert "settings that differ" in page
+    assert "labelflip" in page
+    main(["report", str(lab_folder), "-o", str(tmp_path / "one.html")])
+    assert "export CSV" in (tmp_path / "one.html").read_text()

@@ -7,11 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 from viz_helpers import free_port
+from viz_synthetic import LabLikeTangle, SyntheticApi
 
 from peer.api.app import BackgroundServer, create_app
 from visualizer.graph import TangleGraph
 from visualizer.sources import ApiSource, SourceError, load_lab_run, resolve_peer_urls
-from visualizer.synthetic import LabLikeTangle, SyntheticApi
 
 
 def _client(api: SyntheticApi, log: list[httpx.Request]) -> httpx.AsyncClient:
@@ -91,16 +91,16 @@ async def test_dns_discovery_finds_a_real_peer_api() -> None:
 
 def test_lab_run_rounds_and_prefixes(lab_folder: Path) -> None:
     run = load_lab_run(lab_folder)
-    nodes = run.tangle["nodes"]
+    nodes = run.tangle.nodes
     assert run.rounds == 12  # 60 transactions, 5 a round, plus genesis: the last round has 4
     assert run.prefix(0) == 1
     assert run.prefix(1) == 6
     assert run.prefix(run.rounds) == len(nodes)
     # a prefix holds every parent of what it holds
     for r in range(run.rounds + 1):
-        names = {n["name"] for n in nodes[: run.prefix(r)]}
-        assert all(p in names for n in nodes[: run.prefix(r)] for p in n["parents"])
-    assert [m["round"] for m in run.metrics_until(3)] == [1, 2, 3]
+        names = {n.name for n in nodes[: run.prefix(r)]}
+        assert all(p in names for n in nodes[: run.prefix(r)] for p in n.parents)
+    assert [m["round"] for m in run.history().metrics][:3] == [1, 2, 3]
 
 
 def test_a_folder_without_tangle_json_is_a_clear_error(tmp_path: Path) -> None:

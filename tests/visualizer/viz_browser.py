@@ -81,3 +81,54 @@ COLUMN_LENGTHS_JS = """() => {
   const lengths = name => [...new Set(Object.values(doc.get_model_by_name(name).data).map(c => c.length))];
   return {nodes: lengths('nodes'), edges: lengths('edges')};
 }"""
+
+# the tangle figure's plotting area in page coordinates: left, top, width, height
+FRAME_JS = """() => {
+  const view = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('tangle'));
+  const box = view.canvas_view.el.getBoundingClientRect();
+  const frame = view.frame.bbox;
+  return [box.left + frame.left, box.top + frame.top, frame.width, frame.height];
+}"""
+
+# the header's transaction count (its Div renders inside a shadow root: read the model's text)
+HEADER_COUNT_JS = """() => {
+  if (!Bokeh.documents.length) return -1;
+  const header = Bokeh.documents[0].get_model_by_name('header');
+  const found = header ? header.text.match(/data-count="([0-9]+)"/) : null;
+  return found ? Number(found[1]) : -1;
+}"""
+
+
+def visible_tooltips(page: Any) -> list[str]:
+    """The texts of the hover tooltips on screen."""
+    tips = page.locator(".bk-tooltip-content")
+    return [tips.nth(i).inner_text() for i in range(tips.count()) if tips.nth(i).is_visible()]
+
+
+def colour_pixels(
+    png: bytes, colours: dict[str, str], alpha: float = 1.0, tolerance: int = 10
+) -> dict[str, int]:
+    """How many pixels of a screenshot have each colour (drawn with `alpha` over white)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    counts = {}
+    for name, colour in colours.items():
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        expected = np.round(alpha * rgb + (1 - alpha) * 255)
+        counts[name] = int((np.abs(image - expected).max(axis=2) <= tolerance).sum())
+    return counts
+
+
+def model_text(page: Any, name: str) -> str:
+    """The HTML text of a named Div model (Divs render in shadow roots)."""
+    return str(
+        page.evaluate(
+            "(n) => { const d = window.Bokeh && Bokeh.documents[0]; const m = d && d.get_model_by_name(n);"
+            " return m ? m.text : '' }",
+            name,
+        )
+    )

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from viz_synthetic import SyntheticApi, lab_like_tangle
 
 from peer.api.transactions import transactions_document
-from visualizer.synthetic import SyntheticApi, lab_like_tangle
 
 REPO = Path(__file__).resolve().parents[2]
 
