@@ -1,4 +1,6 @@
-"""The documents of the peer API as types: what `/api/transactions`, `/api/peer` and the lab's `/api/lab`
+"""The documents of the peer API as the clients validate them (pydantic models; the peer builds the same
+documents from the TypedDicts of peer/api/documents.py, and tests/visualizer/test_api_documents.py checks that
+one validates as the other): what `/api/transactions`, `/api/peer` and the lab's `/api/lab`
 serve (and what a lab writes to tangle.json). Clients validate what they read with these, so a document of the
 wrong shape is one clear error, not a failure somewhere later."""
 

@@ -73,29 +73,6 @@ def test_cli_names_the_bad_flag(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "--poll-interval" in capsys.readouterr().out
 
 
-def test_peer_never_imports_the_visualizer() -> None:
-    """One import direction (visualizer -> peer): `tangle viz` and report.html come through entry points."""
-    import ast
-
-    peer = Path(__file__).resolve().parents[2] / "peer"
-    offenders = []
-    for path in peer.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "visualizer"]
-    assert offenders == []
-    from peer.plugins import commands, lab_output_writers
-
-    assert {"viz", "report"} <= set(commands())
-    assert "report" in lab_output_writers()
-
-
 def test_report_of_one_run_and_of_several(lab_folder: Path, tmp_path: Path) -> None:
     other = write_lab_folder(tmp_path / "other", transactions=40)
     summary = json.loads((other / "summary.json").read_text())

@@ -4,11 +4,11 @@ visualizer reads, and a document missing a field is refused by the visualizer wi
 from __future__ import annotations
 
 import pytest
+from viz_synthetic import lab_like_tangle
 
 from peer.api.documents import TRANSACTIONS_DOCUMENT
 from peer.api.transactions import transactions_document
 from visualizer.sources import Page, SourceError
-from visualizer.synthetic import lab_like_tangle
 
 
 def test_what_the_peer_serves_is_what_the_visualizer_reads() -> None:
@@ -18,6 +18,6 @@ def test_what_the_peer_serves_is_what_the_visualizer_reads() -> None:
     page = Page.from_json(doc)
     assert page.count == len(tangle)
     assert len(page.nodes) == len(tangle) - 10
-    broken = {**doc, "nodes": [{k: v for k, v in doc["nodes"][0].items() if k != "timeCreated"}]}
-    with pytest.raises(SourceError, match=r"nodes\.0\.timeCreated"):
+    broken = {**doc, "nodes": [{k: v for k, v in doc["nodes"][0].items() if k != "name"}]}
+    with pytest.raises(SourceError, match=r"nodes\.0\.name"):
         Page.from_json(broken)
