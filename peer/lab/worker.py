@@ -300,7 +300,11 @@ def serve(
         return
     connection.send(("ready", None))
     while True:
-        method, args = connection.recv()
+        try:
+            method, args = connection.recv()
+        except (EOFError, OSError):  # the runner is gone (interrupted, or it died): nothing left to answer
+            worker.close()
+            return
         if method == "close":
             worker.close()
             connection.send(("ok", None))
