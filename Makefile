@@ -27,7 +27,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	LEARNING_TANGLE_NO_SKIP=1 $(BIN)/pytest
+	@# the qemu (arm) runs are on demand, not skipped: make test-qemu, make images-multiarch-test
+	LEARNING_TANGLE_NO_SKIP=1 $(BIN)/pytest -m "not qemu and not multiarch"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
