@@ -165,3 +165,6 @@ def test_reference_scores_confidence_times_approved_count() -> None:
     assert reference_transactions(tangle, lambda: "D", sampling_rounds=4, top_k=1) == ["B"]
     with pytest.raises(ValueError, match="at least 1"):
         reference_transactions(tangle, lambda: "D", sampling_rounds=0)
+    # a tip sampled more often than a byte counts (NUM_OF_SAMPLING_ROUND above 255) scores the same way
+    many = itertools.cycle(["C", "C", "D"])
+    assert reference_transactions(tangle, lambda: next(many), sampling_rounds=3000, top_k=None) == ranked

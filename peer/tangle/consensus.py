@@ -95,7 +95,7 @@ def reference_transactions(
     for tip, times in sampled.items():
         i = index.position.get(tip)
         if i is not None:  # a tip below the window confirms nothing inside it
-            confidence += times * _bits(index.cones[i] & ~(1 << i), count)
+            confidence += float(times) * _bits(index.cones[i] & ~(1 << i), count)  # times may pass 255
     counted = np.flatnonzero(confidence)
     # approved counts only matter for transactions some sampled tip approves
     scores = (confidence[counted] / sampling_rounds) * index.sizes[counted]
