@@ -15,7 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from viz_browser import COLUMN_LENGTHS_JS, DRAWN_JS, NODE_POSITION_JS, chromium_page, model_text, unavailable
+from viz_browser import (
+    COLUMN_LENGTHS_JS,
+    DRAWN_JS,
+    NODE_POSITION_JS,
+    chromium_page,
+    model_text,
+    unavailable,
+    until,
+)
 from viz_helpers import REPO, SteeredApi, free_port, wait_http
 from viz_synthetic import LabLikeTangle
 
@@ -35,16 +43,6 @@ def _needs_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"browser tests must run in CI: {reason}")
         pytest.skip(reason)
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path: Path) -> None:
@@ -72,17 +70,17 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
     def history_rounds() -> list[float]:
         return list(page.evaluate("() => Bokeh.documents[0].get_model_by_name('history').data.round"))
 
-    _until(lambda: lab_round() >= 3, 60, "three rounds before the page opens")
+    until(lambda: lab_round() >= 3, 60, "three rounds before the page opens")
     with chromium_page((1280, 720)) as (page, errors):
         page.goto(f"http://127.0.0.1:{viz_port}/")
         page.evaluate("() => { window.notReloaded = true }")
-        first = _until(lambda: page.evaluate(DRAWN_JS) > 0 and page.evaluate(DRAWN_JS), 30, "a first drawing")
+        first = until(lambda: page.evaluate(DRAWN_JS) > 0 and page.evaluate(DRAWN_JS), 30, "a first drawing")
         # new transactions appear without a reload
-        _until(lambda: page.evaluate(DRAWN_JS) > first, 30, f"new transactions (lab at round {lab_round()})")
+        until(lambda: page.evaluate(DRAWN_JS) > first, 30, f"new transactions (lab at round {lab_round()})")
         assert page.evaluate("() => window.notReloaded === true")
 
         # the run view holds the history from round 1, fetched when the page opened, by lab round
-        _until(lambda: history_rounds()[:3] == [1, 2, 3], 30, "the history before the page opened")
+        until(lambda: history_rounds()[:3] == [1, 2, 3], 30, "the history before the page opened")
         run_header = model_text(page, "run_header")
         for shown in ("labelflip", "attack from round", "3 read as 8", "tip selector", "partition", "mlp"):
             assert shown in run_header, shown
@@ -100,12 +98,12 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
         x, y, name = page.evaluate(NODE_POSITION_JS, page.evaluate(DRAWN_JS) - 12)
         page.mouse.click(x, y)
         future = "() => Bokeh.documents[0].get_model_by_name('future_cone').data.y.length"
-        _until(lambda: name in model_text(page, "selection"), 10, "the caption of the click")
+        until(lambda: name in model_text(page, "selection"), 10, "the caption of the click")
         caption = page.locator(".selection-caption").bounding_box()
         assert caption is not None
         assert caption["y"] + caption["height"] <= 720
         grown_from = page.evaluate(future)
-        _until(lambda: page.evaluate(future) > grown_from, 30, "the clicked cone growing with new rounds")
+        until(lambda: page.evaluate(future) > grown_from, 30, "the clicked cone growing with new rounds")
 
         # colour by accuracy with a transaction selected: every glyph of the nodes switches
         page.get_by_role("button", name="accuracy", exact=True).click()
@@ -114,21 +112,21 @@ def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path
             "x => x.data_source.name === 'nodes'); return [r.glyph, r.selection_glyph, r.nonselection_glyph]"
             ".map(g => g.fill_color.field) }"
         )
-        _until(lambda: page.evaluate(fields) == ["accuracy"] * 3, 10, "accuracy colours with a selection")
+        until(lambda: page.evaluate(fields) == ["accuracy"] * 3, 10, "accuracy colours with a selection")
         page.get_by_role("button", name="author", exact=True).click()
 
         # the peer selector switches the view to another peer's tangle; the run history stays
         before = len(history_rounds())
         page.locator("select").select_option("lab-peer-002")
-        _until(lambda: 'data-peer="lab-peer-002"' in model_text(page, "header"), 15, "lab-peer-002")
+        until(lambda: 'data-peer="lab-peer-002"' in model_text(page, "header"), 15, "lab-peer-002")
         assert len(history_rounds()) >= before
 
         # once the lab has finished its rounds, the drawing holds exactly what the peer reports
-        _until(lambda: lab_round() == ROUNDS, 120, "the lab's last round")
+        until(lambda: lab_round() == ROUNDS, 120, "the lab's last round")
         expected = reported("lab-peer-002")
-        _until(lambda: page.evaluate(DRAWN_JS) == expected, 15, f"{expected} transactions drawn")
+        until(lambda: page.evaluate(DRAWN_JS) == expected, 15, f"{expected} transactions drawn")
         assert f'data-count="{expected}"' in model_text(page, "header")
-        _until(lambda: len(history_rounds()) == ROUNDS, 15, "every round in the run view")
+        until(lambda: len(history_rounds()) == ROUNDS, 15, "every round in the run view")
 
         # hover over the newest transaction shows its id and author (in view: following it again)
         page.get_by_role("button", name="follow newest").click()
@@ -177,12 +175,12 @@ def test_live_page_stays_consistent_when_the_reference_cone_swings(
         with chromium_page() as (page, errors):
             page.goto(f"http://127.0.0.1:{viz_port}/")
             count = len(api.builder.tangle)
-            _until(lambda: page.evaluate(DRAWN_JS) == count, 30, f"{count} transactions drawn")
+            until(lambda: page.evaluate(DRAWN_JS) == count, 30, f"{count} transactions drawn")
             for swing in range(6):
                 # in one answer: a round of new transactions, and a cone of all rows or of the genesis only
                 api.grow(4, reference=None if swing % 2 == 0 else [genesis])
                 count = len(api.builder.tangle)
-                _until(lambda c=count: page.evaluate(DRAWN_JS) == c, 30, f"{count} transactions drawn")
+                until(lambda c=count: page.evaluate(DRAWN_JS) == c, 30, f"{count} transactions drawn")
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             lengths = page.evaluate(COLUMN_LENGTHS_JS)
             assert errors == []
@@ -221,11 +219,11 @@ def test_replay_and_report_of_a_lab_run(processes: Callable[..., Any], tmp_path:
     wait_http(f"http://127.0.0.1:{viz_port}/", process=viz)
     with chromium_page() as (page, errors):
         page.goto(f"http://127.0.0.1:{viz_port}/")
-        _until(lambda: page.evaluate(DRAWN_JS) == count, 30, f"{count} transactions drawn")
+        until(lambda: page.evaluate(DRAWN_JS) == count, 30, f"{count} transactions drawn")
         assert "mean reference accuracy of the honest peers" in model_text(page, "header")
         # the report opens from disk, with no server and no network
         page.goto((out / "report.html").as_uri())
-        _until(lambda: page.evaluate(DRAWN_JS) == count, 30, "the report's tangle")
+        until(lambda: page.evaluate(DRAWN_JS) == count, 30, "the report's tangle")
         legend = page.evaluate(
             "() => { const p = Bokeh.documents[0].get_model_by_name('tangle');"
             " return [...p.right, ...p.center].find(m => m.items != null).items.map(i => i.label.value) }"

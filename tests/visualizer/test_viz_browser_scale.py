@@ -24,6 +24,7 @@ from viz_browser import (
     colour_pixels,
     model_text,
     unavailable,
+    until,
     visible_tooltips,
 )
 from viz_helpers import REPO, free_port, wait_http, write_lab_folder
@@ -67,16 +68,6 @@ def _needs_chromium() -> None:
         pytest.skip(reason)
 
 
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _frame_png(page: Any) -> bytes:
     left, top, width, height = page.evaluate(FRAME_JS)
     return page.screenshot(clip={"x": left, "y": top, "width": width, "height": height})
@@ -104,7 +95,7 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
         wait_http(f"http://127.0.0.1:{viz_port}/", process=viz)
         with chromium_page((1280, 720)) as (page, errors):
             page.goto(f"http://127.0.0.1:{viz_port}/")
-            _until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_000, 120, "10,000 transactions")
+            until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_000, 120, "10,000 transactions")
             ARTIFACTS.mkdir(exist_ok=True)
             authors = _author_colours(page)
             assert len(authors) == 10
@@ -116,7 +107,7 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
 
             # the overview: older rounds are bands, stacked by author; no gold cone drowns them
             page.get_by_role("button", name="show all").click()
-            _until(lambda: page.evaluate("() => !Bokeh.documents[0].get_model_by_name('follow').active"), 10,
+            until(lambda: page.evaluate("() => !Bokeh.documents[0].get_model_by_name('follow').active"), 10,
                    "follow paused")  # fmt: skip
             assert page.evaluate(SOURCE_LENGTH_JS, "bands") > 100
             time.sleep(1.0)  # the range change is painted in the next frames
@@ -134,17 +125,17 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
             for source, row in (("nodes", drawn - 5), ("nodes", drawn // 2), ("bands", bands // 2)):
                 x, y = page.evaluate(CENTRE_JS, [source, row])
                 page.mouse.move(x, y)
-                shown = _until(lambda: visible_tooltips(page), 5, f"a tooltip over {source} row {row}")
+                shown = until(lambda: visible_tooltips(page), 5, f"a tooltip over {source} row {row}")
                 assert len(shown) == 1, shown
                 assert shown[0].count("id:") + shown[0].count("band:") == 1, shown
                 page.mouse.move(2, 2)
-                _until(lambda: not visible_tooltips(page), 5, "the tooltip gone")
+                until(lambda: not visible_tooltips(page), 5, "the tooltip gone")
 
             # jump to an old transaction by id: it is drawn (the banded part expands) and described
             old = api.transactions(None, 0)["nodes"][500]
             page.get_by_placeholder("jump to transaction id").fill(old["name"][-12:])
             page.keyboard.press("Enter")
-            _until(
+            until(
                 lambda: old["name"] in model_text(page, "selection"),
                 10,
                 "the jumped-to transaction described",
@@ -159,9 +150,9 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
             # following again: ten more transactions arrive and the view moves to them
             page.get_by_role("button", name="follow newest").click()
             api.grow(10)
-            _until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_010, 30, "10 more transactions")
+            until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_010, 30, "10 more transactions")
             depth = api.transactions(None, 10**9)["depth"]
-            _until(
+            until(
                 lambda: (
                     page.evaluate("() => Bokeh.documents[0].get_model_by_name('tangle').x_range.end") >= depth
                 ),
@@ -246,7 +237,7 @@ def test_a_hostile_author_string_is_shown_as_text(processes: Callable[..., Any],
     with chromium_page() as (page, errors):
         for url in (f"http://127.0.0.1:{viz_port}/", report.as_uri()):
             page.goto(url)
-            _until(lambda: page.evaluate(HEADER_COUNT_JS) > 0, 30, "the tangle")
+            until(lambda: page.evaluate(HEADER_COUNT_JS) > 0, 30, "the tangle")
             # hover every transaction of the hostile author: the tooltip shows the string as text
             for row in range(1, 6):
                 x, y = page.evaluate(CENTRE_JS, ["nodes", row])
@@ -256,7 +247,7 @@ def test_a_hostile_author_string_is_shown_as_text(processes: Callable[..., Any],
             if url.startswith("http"):
                 page.get_by_placeholder("jump to transaction id").fill(hostile_id)
                 page.keyboard.press("Enter")
-                _until(
+                until(
                     lambda: ESCAPED in model_text(page, "selection"), 10, "the author escaped in the caption"
                 )
                 assert page.get_by_text(HOSTILE).count() >= 1  # shown as text on the page
@@ -314,10 +305,10 @@ def test_bad_input_is_one_line(processes: Callable[..., Any], tmp_path: Path) ->
         response = page.goto(f"http://127.0.0.1:{lab_port}/")
         assert response is not None
         assert response.status == 200
-        _until(lambda: 'data-missing="1"' in model_text(page, "header"), 30, "the missing parent counted")
+        until(lambda: 'data-missing="1"' in model_text(page, "header"), 30, "the missing parent counted")
         assert "1 parents missing" in model_text(page, "header")
         # an unreachable peer: the page says so instead of "loading…" forever
         page.goto(f"http://127.0.0.1:{viz_port}/")
-        _until(lambda: "no answer" in model_text(page, "header"), 30, "no answer")
+        until(lambda: "no answer" in model_text(page, "header"), 30, "no answer")
         assert f"127.0.0.1:{dead_port}" in model_text(page, "status")
         assert errors == []

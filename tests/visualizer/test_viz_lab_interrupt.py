@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from viz_browser import until
 from viz_helpers import REPO, free_port, wait_http
 
 TANGLE = str(Path(sys.executable).with_name("tangle"))
@@ -40,16 +40,6 @@ def _start(group: list[subprocess.Popen[bytes]], args: list[str], log: Path) -> 
     )
     group.append(process)
     return process
-
-
-def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _lab_round(api: str) -> int:
@@ -86,7 +76,7 @@ def test_ctrl_c_during_the_rounds_writes_the_rounds_so_far(
         tmp_path / "lab.log",
     )  # fmt: skip
     wait_http(f"{api}/healthz", process=lab)
-    _until(lambda: _lab_round(api) >= 3, 120, "three rounds served")
+    until(lambda: _lab_round(api) >= 3, 120, "three rounds served")
     assert _ctrl_c(lab) == 130
     log = (tmp_path / "lab.log").read_text()
     assert "Traceback" not in log
@@ -115,7 +105,7 @@ def test_outputs_are_written_before_the_linger_and_survive_ctrl_c(
         tmp_path / "lab.log",
     )  # fmt: skip
     # the outputs appear while the lab still lingers (it would linger for 10 minutes)
-    _until(lambda: (out / "report.html").is_file(), 120, "the outputs, before the linger ends")
+    until(lambda: (out / "report.html").is_file(), 120, "the outputs, before the linger ends")
     assert lab.poll() is None
     wait_http(f"http://127.0.0.1:{port}/healthz", process=lab)
     assert _ctrl_c(lab) == 130
