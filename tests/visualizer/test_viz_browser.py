@@ -160,7 +160,7 @@ def test_live_page_stays_consistent_when_the_reference_cone_swings(
     """
     api = SteeredApi(LabLikeTangle(peers=4, seed=3), ["peer-000", "peer-001"])
     api.grow(40)
-    genesis = api.transactions("peer-000", 0)["genesis"]
+    genesis = api.transactions("peer-000", 0).genesis
     api.reference = [genesis]  # a cone of one row
     api_port, viz_port = free_port(), free_port()
     server = BackgroundServer(create_app(api), port=api_port)

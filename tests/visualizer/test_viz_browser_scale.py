@@ -132,11 +132,11 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
                 until(lambda: not visible_tooltips(page), 5, "the tooltip gone")
 
             # jump to an old transaction by id: it is drawn (the banded part expands) and described
-            old = api.transactions(None, 0)["nodes"][500]
-            page.get_by_placeholder("jump to transaction id").fill(old["name"][-12:])
+            old = api.transactions(None, 0).nodes[500]
+            page.get_by_placeholder("jump to transaction id").fill(old.name[-12:])
             page.keyboard.press("Enter")
             until(
-                lambda: old["name"] in model_text(page, "selection"),
+                lambda: old.name in model_text(page, "selection"),
                 10,
                 "the jumped-to transaction described",
             )
@@ -145,13 +145,13 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
                 "() => { const r = Bokeh.documents[0].get_model_by_name('tangle').x_range;"
                 " return [r.start, r.end] }"
             )
-            assert x_range[0] < old["height"] < x_range[1]
+            assert x_range[0] < old.height < x_range[1]
 
             # following again: ten more transactions arrive and the view moves to them
             page.get_by_role("button", name="follow newest").click()
             api.grow(10)
             until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_010, 30, "10 more transactions")
-            depth = api.transactions(None, 10**9)["depth"]
+            depth = api.transactions(None, 10**9).depth
             until(
                 lambda: (
                     page.evaluate("() => Bokeh.documents[0].get_model_by_name('tangle').x_range.end") >= depth
