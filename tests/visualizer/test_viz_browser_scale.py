@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from viz_browser import (
     chromium_page,
     colour_pixels,
     model_text,
-    unavailable,
     until,
     visible_tooltips,
 )
@@ -33,7 +31,7 @@ from viz_synthetic import LabLikeTangle, SyntheticApi
 from peer.api.app import BackgroundServer, create_app
 from visualizer.style import REFERENCE_COLOR
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 ARTIFACTS = REPO / "test-artifacts"
 TANGLE = str(Path(sys.executable).with_name("tangle"))
@@ -57,15 +55,6 @@ CENTRE_JS = """([name, i]) => {
   const box = view.canvas_view.el.getBoundingClientRect();
   return [box.left + view.frame.x_scale.compute(x), box.top + view.frame.y_scale.compute(y)];
 }"""
-
-
-@pytest.fixture(autouse=True)
-def _needs_chromium() -> None:
-    reason = unavailable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {reason}")
-        pytest.skip(reason)
 
 
 def _frame_png(page: Any) -> bytes:
