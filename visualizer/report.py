@@ -10,6 +10,10 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from visualizer.sources import LabRun
 
 REPORT_NAME = "report.html"
 
@@ -53,16 +57,14 @@ def write_report(folders: Sequence[Path], out: Path) -> Path:
     return out
 
 
-def _run_layout(run: object) -> tuple[object, str]:
+def _run_layout(run: LabRun) -> tuple[object, str]:
     from bokeh.layouts import column
     from bokeh.models import Div
 
     from visualizer.graph import TangleGraph
     from visualizer.runview import KEY_SETTINGS, RunPanel, shown_setting
-    from visualizer.sources import LabRun
     from visualizer.view import TangleView
 
-    assert isinstance(run, LabRun)
     view = TangleView(height=600, interactive=False)
     graph = TangleGraph()
     graph.add_many(run.tangle.nodes)

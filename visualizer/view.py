@@ -350,7 +350,8 @@ class TangleView:
         )
 
     def _patch_weights(self) -> None:
-        assert self.weights is not None
+        if self.weights is None:
+            raise RuntimeError("cumulative weights are patched before they were computed")
         drawn = len(self.nodes.data["index"])
         values = np.array(self.weights[self.detail_start : self.detail_start + drawn])
         self.nodes.patch({"weight": [(slice(0, drawn), values)]})

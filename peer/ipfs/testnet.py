@@ -216,6 +216,11 @@ class IpfsTestnet:
         """``kubo/0.43.1``"""
         return kubo_version(self.binary)
 
+    def _kubo(self) -> Path:
+        if self.binary is None:
+            raise IpfsTestnetError("the testnet has not been started (start_all)")
+        return self.binary
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start_all(self) -> None:
@@ -284,11 +289,11 @@ class IpfsTestnet:
     async def _init(self, node: IpfsNode) -> None:
         if node.repo.exists():
             raise IpfsTestnetError(f"{node.repo} already exists: a testnet needs fresh repos")
-        assert self.binary is not None
+        binary = self._kubo()
         node.directory.mkdir(parents=True, exist_ok=True)
         with node.log_path.open("ab") as log_file:
             process = subprocess.Popen(  # noqa: S603, ASYNC220 - polled, never waited on blockingly
-                [str(self.binary), "init", "--profile", "test"],
+                [str(binary), "init", "--profile", "test"],
                 env=self._env(node),
                 cwd=node.directory,
                 stdin=subprocess.DEVNULL,
@@ -323,12 +328,12 @@ class IpfsTestnet:
         node.peer_id = config["Identity"]["PeerID"]
 
     async def _start(self, node: IpfsNode) -> None:
-        assert self.binary is not None
+        binary = self._kubo()
         (node.repo / "api").unlink(missing_ok=True)  # written anew by the daemon once its API listens
         node._log_file = node.log_path.open("ab")
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603, ASYNC220 - polled, see _wait_ready
-            [str(self.binary), "daemon", *(["--enable-gc"] if self.enable_gc else [])],
+            [str(binary), "daemon", *(["--enable-gc"] if self.enable_gc else [])],
             env=self._env(node),
             cwd=node.directory,
             stdin=subprocess.DEVNULL,
