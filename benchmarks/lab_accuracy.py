@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from peer.config import LabSettings, parse
@@ -46,9 +46,15 @@ def main() -> None:
     args = parser.parse_args()
     jobs = [(seed, scenario) for seed in args.seeds for scenario in SCENARIOS]
     # one lab per core: each runs its peers in one process, so two labs keep both cores busy
+    runs = {}
     with ProcessPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(experiment, *zip(*jobs, strict=True), [args.rounds] * len(jobs)))
-    runs = {(r["seed"], r["scenario"]): r for r in done}
+        futures = [pool.submit(experiment, seed, scenario, args.rounds) for seed, scenario in jobs]
+        for future in as_completed(futures):
+            run = future.result()
+            runs[run["seed"], run["scenario"]] = run
+            # each lab as it ends: on a loaded machine the whole run takes long, and an interrupted one
+            # still leaves what it measured
+            print(json.dumps({"finished": run}), file=sys.stderr, flush=True)
     rows = []
     for seed in args.seeds:
         clean = runs[seed, "clean"]["tangle"]["accuracy"]
