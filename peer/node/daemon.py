@@ -333,6 +333,7 @@ class PeerDaemon:
         rng = np.random.default_rng([s.seed, self.index, tick, TRAIN, int(self.started)])
         attacking = s.malicious and tick >= s.poison_from
         started = time.monotonic()
+        peer.forget_below_window()  # no round is running: the learner's ratings are ours to change
         try:
             outcome = await peer.train_once(rng, attacking=attacking)
         except Exception as error:
@@ -430,6 +431,7 @@ class DaemonApiSource:
                 "hits": p.weights.hits,
                 "misses": p.weights.misses,
                 "fetchedBytes": p.weights.fetched_bytes,
+                "cachedBytes": p.weights.cached_bytes,
             },
             "pinnedWeights": len(window.weights) if window else 0,
             "unusableWeights": p.weights.unusable,
