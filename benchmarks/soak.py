@@ -14,9 +14,10 @@ stay pinned everywhere, weights only within the pinning window) and train.
 Sampled every `--sample-every` seconds: transactions, each kubo repo's size on disk, the peers' pinned bytes,
 weights fetch failures (failed `cat`s), unusable weights, failed training rounds, peer and kubo RSS, the
 peers' decoded-weights cache, reference accuracy, and how long the late joiner took to hold as many
-transactions as existed when it started (its log is at INFO; `--workdir` keeps logs and repositories). The JSON reports the rates and growth per quarter and the checks of issue 8:
-last-quarter rate >= 80% of the first's, last-quarter repo growth <= 10% of the first's, zero fetch
-failures, peer RSS growth <= 20%, the late joiner's tangle equal to the others'.
+transactions as existed when it started (its log is at INFO; `--workdir` keeps logs and repositories).
+The JSON reports the rates and growth per quarter and the checks of issue 8: last-quarter rate >= 80% of
+the first's, last-quarter repo growth <= 10% of the first's, zero fetch failures, peer RSS growth <= 20%
+(first- to last-quarter mean), the late joiner's tangle equal to the others'.
 """
 
 from __future__ import annotations
