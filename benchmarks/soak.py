@@ -1,7 +1,7 @@
 """A time-compressed long run on real kubo: does storage stay bounded, does learning keep going? Prints JSON.
 
     .venv/bin/python benchmarks/soak.py [--peers 6] [--target 3000] [--training-interval 3]
-        [--gc-period 1m] [--storage-max 24MB] [--max-minutes 90] [--out soak.json]
+        [--gc-period 1m] [--storage-max 24MB] [--max-minutes 90] [--out soak.json] [--workdir DIR]
 
 `--peers` `tangle peer` processes (MLP on digits), each on its own kubo v0.43.1 node started with
 `--enable-gc`, `Datastore.GCPeriod` of `--gc-period` and a `Datastore.StorageMax` small enough that kubo's GC
@@ -12,10 +12,12 @@ joiner starts on a fresh node: it must rebuild the whole tangle from re-announce
 stay pinned everywhere, weights only within the pinning window) and train.
 
 Sampled every `--sample-every` seconds: transactions, each kubo repo's size on disk, the peers' pinned bytes,
-weights fetch failures (failed `cat`s), unusable weights, failed training rounds, peer and kubo RSS,
-reference accuracy. The JSON reports the rates and growth per quarter and the checks of issue 8:
-last-quarter rate >= 80% of the first's, last-quarter repo growth <= 10% of the first's, zero fetch
-failures, peer RSS growth <= 20%, the late joiner's tangle equal to the others'.
+weights fetch failures (failed `cat`s), unusable weights, failed training rounds, peer and kubo RSS, the
+peers' decoded-weights cache, reference accuracy, and how long the late joiner took to hold as many
+transactions as existed when it started (its log is at INFO; `--workdir` keeps logs and repositories).
+The JSON reports the rates and growth per quarter and the checks of issue 8: last-quarter rate >= 80% of
+the first's, last-quarter repo growth <= 10% of the first's, zero fetch failures, peer RSS growth <= 20%
+(first- to last-quarter mean), the late joiner's tangle equal to the others'.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class Soak:
         self.samples: list[dict[str, Any]] = []
         self.started = 0.0
         self.late_started_at: float | None = None
+        self.late_target = 0  # transactions when the late joiner started
+        self.late_caught_up_at: float | None = None  # first sample where it held at least that many
 
     def peer(self, index: int) -> PeerProcess:
         env = {
@@ -115,7 +119,8 @@ class Soak:
             "PUBLISH_RULE": "always",
             "TIMEOUT": "10",
             "REANNOUNCE_INTERVAL": "10",
-            "LOGGING_LEVEL": "warning",
+            # the late joiner's rebuild is what a soak most often has to explain afterwards
+            "LOGGING_LEVEL": "info" if index == self.args.peers else "warning",
         }
         return PeerProcess(self.directory / f"peer-{index}", env, name=f"peer-{index}")
 
@@ -142,6 +147,9 @@ class Soak:
                     ),
                     "training_failures": metric_sum(text, "learning_tangle_training_failures_total"),
                     "rss": rss_bytes(peer.process.pid if peer.process else None),
+                    "weights_cache_bytes": info["weightsCache"]["cachedBytes"],
+                    "depth": info["depth"],
+                    "unresolved": info["unresolved"],
                 }
             )
         row["repo_bytes"] = [repo_bytes(node) for node in self.net]
@@ -163,9 +171,13 @@ class Soak:
         deadline = self.started + args.max_minutes * 60
         while True:
             row = await asyncio.to_thread(self.sample)
+            late_row = next((p for p in row["peers"] if self.late and p["name"] == self.late.name), None)
             print(
                 f"[{row['t']:7.1f} s] {row['transactions']} transactions, repos "
-                f"{[round(b / 1e6, 1) for b in row['repo_bytes']]} MB",
+                f"{[round(b / 1e6, 1) for b in row['repo_bytes']]} MB, peer RSS "
+                f"{[round(p['rss'] / 1e6) for p in row['peers']]} MB, caches "
+                f"{[round(p['weights_cache_bytes'] / 1e6, 1) for p in row['peers']]} MB"
+                + (f", late joiner {late_row['transactions']}" if late_row else ""),
                 file=sys.stderr,
                 flush=True,
             )
@@ -173,7 +185,10 @@ class Soak:
                 await self.net.start(late_node)
                 self.late = self.peer(late_node).start()
                 self.late_started_at = row["t"]
+                self.late_target = row["transactions"]
                 await asyncio.to_thread(self.late.wait_ready, 120)
+            if late_row and self.late_caught_up_at is None and late_row["transactions"] >= self.late_target:
+                self.late_caught_up_at = row["t"]
             if row["transactions"] >= args.target or time.monotonic() > deadline:
                 break
             await asyncio.sleep(args.sample_every)
@@ -206,6 +221,11 @@ class Soak:
         return {
             "started": True,
             "started_at_s": self.late_started_at,
+            "transactions_at_start": self.late_target,
+            # from its start until a sample saw it hold as many transactions as existed then
+            "rebuild_s": None
+            if self.late_caught_up_at is None or self.late_started_at is None
+            else round(self.late_caught_up_at - self.late_started_at, 1),
             "tangle_equal": equal,
             "compared_transactions": len(before_reference),
             "missing": len(missing),
@@ -282,6 +302,19 @@ class Soak:
                 "first_quarter_mean": rss_first,
                 "last_quarter_mean": rss_last,
             },
+            # decoded weights held per peer (the daemon forgets what left the walk window)
+            "weights_cache_bytes": {
+                "first_quarter_mean": statistics.fmean(
+                    peer_mean(r, "weights_cache_bytes") for r in quarter_rows(0)
+                ),
+                "last_quarter_mean": statistics.fmean(
+                    peer_mean(r, "weights_cache_bytes") for r in quarter_rows(3)
+                ),
+            },
+            "peer_rss_over_time": [
+                {"t": r["t"], "transactions": r["transactions"], "rss": round(peer_mean(r, "rss"))}
+                for r in rows
+            ],
             "kubo_rss_bytes": {
                 "start": statistics.fmean(rows[0]["kubo_rss"][: self.args.peers]),
                 "end": statistics.fmean(last["kubo_rss"][: self.args.peers]),
@@ -320,7 +353,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
-        soak = Soak(args, Path(directory))
+        soak = Soak(args, args.workdir or Path(directory))
         try:
             return await soak.run()
         finally:
@@ -338,6 +371,9 @@ if __name__ == "__main__":
     parser.add_argument("--sample-every", type=float, default=10.0)
     parser.add_argument("--max-minutes", type=float, default=90.0)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the repositories and logs here (default: a temporary one)"
+    )
     arguments = parser.parse_args()
     text = json.dumps(asyncio.run(main(arguments)), indent=2)
     if arguments.out:

@@ -20,7 +20,7 @@ from peer.data import load_dataset, peer_data
 from peer.learning.learner import MAX_RATINGS
 from peer.learning.weights_source import MAX_REMEMBERED
 from peer.models import create_model
-from peer.models.weights import encode_weights
+from peer.models.weights import encode_weights, weights_nbytes
 from peer.node.announcement import Announcement
 from peer.node.peer import RECENT_PUBLISHED, Peer, make_genesis, store_genesis
 from peer.node.pinning import PinWindow
@@ -128,3 +128,59 @@ def test_ipfs_storage_remembers_a_bounded_number_of_sizes() -> None:
 
     asyncio.run(fetch_all())
     assert len(storage.sizes) == MAX_SIZES
+
+
+async def _window_run(forget: bool) -> tuple[int, int, int, bool]:
+    """A chain of 120 transactions with distinct weights, each rated as it arrives (as walks do).
+    Returns the weights cached and the ratings held at the end, the window's size in transactions,
+    and whether every weights of the window is still cached."""
+    settings = PeerSettings(model="softmax", storage="memory", message_broker="memory", peer_index=0)
+    dataset = load_dataset("digits")
+    model = create_model("softmax", dataset.input_shape, dataset.num_classes)
+    genesis = make_genesis(model, 0)
+    storage = MemoryStorage()
+    await store_genesis(storage, genesis)
+    peer = Peer(
+        author="this-peer",
+        model=model,
+        data=peer_data(dataset, 0, 10),
+        settings=settings,
+        storage=storage,
+        broker=MemoryBroker().connect("this-peer"),
+        genesis=genesis,
+        clock=lambda: 0.0,
+    )
+    await peer.reference(np.random.default_rng(0))
+    tip = genesis.transaction.id
+    for n in range(120):
+        weights = await storage.put_weights(
+            encode_weights({k: v + 0.001 * n for k, v in genesis.weights.items()})
+        )
+        tip, block = encode_transaction(
+            parents=[tip], weights=weights, model=model.architecture, author=OTHER, created=n
+        )
+        await storage.put_transaction(tip, block)
+        await peer.builder.on_message(Message(OTHER, Announcement(tip, ()).encode()))
+        await asyncio.to_thread(peer.learner.plausible, peer.tangle, tip)
+        if forget:
+            peer.forget_below_window()  # what the daemon does before every round
+    depth = settings.walk_config().window_depth
+    assert depth is not None
+    window = peer.tangle.window(depth)
+    kept = all(peer.weights.holds(peer.tangle.get(t).weights) for t in window)
+    cached = peer.weights.cached_bytes // weights_nbytes(genesis.weights)
+    return cached, len(peer.learner._ratings), len(window), kept
+
+
+def test_a_peer_forgets_decoded_weights_and_ratings_below_the_window() -> None:
+    """A daemon's memory follows the walk window, not the tangle's age (a kubo soak showed the decoded
+    weights cache filling towards its 64 MiB bound: peer RSS +64% over 47 minutes)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    cached, ratings, window, kept = asyncio.run(_window_run(forget=True))
+    assert kept  # everything a walk can still read stays decoded
+    assert cached <= window + 1  # the window and the genesis
+    assert ratings <= window + 1
+    # the same run without forgetting holds every model it ever rated
+    cached, ratings, window, kept = asyncio.run(_window_run(forget=False))
+    assert kept
+    assert min(cached, ratings) >= 120  # all 120 (and the genesis model)

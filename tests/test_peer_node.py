@@ -4,6 +4,7 @@ store, the weights cache's memory of failed fetches."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -156,6 +157,66 @@ def test_cycles_cannot_enter_the_tangle() -> None:
     asyncio.run(builder.on_message(Message("a", Announcement(b_cid, ()).encode())))
     assert builder.rejected == {"hash_mismatch": 1}
     assert len(tangle) == 1
+
+
+class CountingStorage(MemoryStorage):
+    """Counts block reads; each takes a moment, as over the network, so that walks overlap in time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: Counter[str] = Counter()
+
+    async def get_transaction(self, cid: str, *, max_bytes: int) -> bytes:
+        self.reads[cid] += 1
+        await asyncio.sleep(0.001)
+        return await super().get_transaction(cid, max_bytes=max_bytes)
+
+
+async def _wide_tangle(storage: MemoryStorage, width: int, depth: int) -> list[list[str]]:
+    """Levels of `width` transactions, each approving two of the level below, stored; the genesis first."""
+    genesis_id, _ = _genesis()
+    levels = [[genesis_id]]
+    for height in range(1, depth + 1):
+        below = levels[-1]
+        level = []
+        for k in range(width):
+            cid, block = encode_transaction(
+                parents=sorted({below[k % len(below)], below[(k + 1) % len(below)]}),
+                weights=cid_for(b"w%d-%d" % (height, k)),
+                model="m",
+                author="a",
+                created=height,
+            )
+            await storage.put_transaction(cid, block)
+            level.append(cid)
+        levels.append(level)
+    return levels
+
+
+def test_a_late_joiner_fetches_each_ancestor_once_however_many_walks_overlap() -> None:
+    """Announcements keep arriving while a late joiner walks back to the genesis; every walk needs the
+    same ancestors. They share what was fetched, so the rebuild reads each block once (a kubo soak's late
+    joiner, re-fetching the past once per walk, held 231 of 3,024 transactions after 11 minutes)."""
+
+    async def rebuild() -> tuple[Tangle, TangleBuilder, CountingStorage, list[list[str]]]:
+        storage = CountingStorage()
+        levels = await _wide_tangle(storage, width=3, depth=200)
+        tangle = Tangle(decode_transaction(*_genesis()))
+        builder = TangleBuilder(TangleGuard(tangle), storage, architecture="m")
+        walks = []
+        for level in levels[-1:-41:-2]:  # tips of ever lower levels, announced while the first walks run
+            message = Message("a", Announcement(None, tuple(level)).encode())
+            walks.append(asyncio.create_task(builder.on_message(message)))
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*walks)
+        return tangle, builder, storage, levels
+
+    tangle, builder, storage, levels = asyncio.run(rebuild())
+    assert {tx.id for tx in tangle} == {cid for level in levels for cid in level}
+    assert builder.unresolved == 0
+    assert max(storage.reads.values()) == 1
+    assert builder.fetches == len(tangle) - 1 == 600
+    assert not builder._fetched  # everything fetched was inserted: nothing is held for later
 
 
 # --- weights cache --------------------------------------------------------------------------------

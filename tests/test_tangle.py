@@ -90,6 +90,19 @@ def test_a_chain_of_100000_transactions_never_recurses() -> None:
     assert ids == ["99998"]
 
 
+def test_weights_left_window_are_those_below_the_floor_no_window_transaction_shares() -> None:
+    tangle = Tangle(tx("G"), weight_horizon=None)
+    shared = Transaction(id="S", parents=("G",), weights="w-9", model="m", author="a", created=0)
+    tangle.add_many([tx("1", "G"), shared, *(tx(str(n), str(n - 1)) for n in range(2, 10))])
+    # heights 1..9; a window of depth 3 holds heights 6..9, whose "9" shares its weights with "S"
+    floor, gone = tangle.weights_left_window(3, 0)
+    assert floor == 6
+    assert gone == ["w-1", "w-2", "w-3", "w-4", "w-5"]  # not the genesis's, not the shared "w-9"
+    assert tangle.weights_left_window(3, floor) == (6, [])  # nothing new below the floor
+    tangle.add(tx("10", "9"))
+    assert tangle.weights_left_window(3, floor) == (7, ["w-6"])
+
+
 def test_weighted_walk_follows_weight_with_large_alpha() -> None:
     tangle = diamond()
     selector = TipSelector(tangle, WalkConfig(alpha=100.0, entry="genesis"), np.random.default_rng(0))

@@ -98,6 +98,7 @@ class WeightsCacheInfo(Document):
     hits: int
     misses: int
     fetched_bytes: int
+    cached_bytes: int  # decoded weights held now (the soak samples it)
 
 
 class PubsubInfo(Document):

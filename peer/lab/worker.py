@@ -141,16 +141,11 @@ class LabWorker:
             return  # over IPFS each peer has its own intake and the nodes' GC frees weights
         depth = self.settings.walk_config().window_depth
         tangle = self.shared.guard.tangle
-        if depth is None or tangle.max_height - depth <= self._floor:
+        if depth is None:
             return
-        floor = tangle.max_height - depth
-        keep = {tangle.get(t).weights for t in tangle.window(depth)} | {tangle.genesis.weights}
-        gone = [
-            tangle.get(t).weights
-            for h in range(self._floor, floor)
-            for t in tangle.at_height(h)
-            if tangle.get(t).weights not in keep
-        ]
+        floor, gone = tangle.weights_left_window(depth, self._floor)
+        if floor == self._floor:
+            return
         self.storage.drop(gone)
         self.shared.weights.forget(gone)
         for peer in self.peers.values():

@@ -4,6 +4,10 @@ The 2020 prototype fetched missing parents recursively and hit RecursionError at
 Here ancestors are resolved level by level with a worklist, fetches run with bounded concurrency, a CID
 already being fetched is awaited rather than fetched twice, and nothing is inserted before its whole past.
 Whatever is malformed is counted by reason and dropped; the builder never raises into the peer.
+
+A late joiner meets every announcement with the whole past unknown, and many walks run at once over the same
+ancestors: a transaction fetched and validated once is kept (bounded, until inserted) for the other walks,
+so a rebuild costs one `block/get` per transaction, not one per transaction per walk.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from collections import Counter
 from collections.abc import Callable
 
 from peer.backends.base import BlockNotFound, Message, Storage
+from peer.bounded import LruDict
 from peer.node.announcement import decode_announcement
 from peer.node.guard import TangleGuard
 from peer.retry import Backoff, retry
 from peer.tangle.transaction import MAX_TRANSACTION_BYTES, InvalidTransaction, Transaction, decode_transaction
 
 log = logging.getLogger(__name__)
+
+MAX_FETCHED = 16_384  # fetched, validated transactions whose past is still being fetched (LRU)
 
 
 class TangleBuilder:
@@ -45,6 +52,8 @@ class TangleBuilder:
         self.unresolved = 0
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight: dict[str, asyncio.Future[Transaction]] = {}
+        self._fetched: LruDict[str, Transaction] = LruDict(MAX_FETCHED)  # leave once inserted
+        self.fetches = 0  # transactions fetched from storage (a rebuild: about one per transaction)
 
     async def on_message(self, message: Message) -> None:
         self.received += 1
@@ -86,27 +95,46 @@ class TangleBuilder:
                     if not known and parent not in fetched and parent not in next_level:
                         next_level.append(parent)
             level = next_level
-        # parents first: reverse discovery order, then insert whatever became ready until nothing moves
+        # parents first: reverse discovery order, inserting each one whose parents are in by then, and again
+        # over what is left until nothing moves (one pass inserts almost all: a pass per transaction would
+        # be quadratic in the thousands of transactions a late joiner inserts at once)
         waiting = list(reversed(fetched.values()))
         while waiting:
-            ready = [tx for tx in waiting if all(self.guard.knows(p) for p in tx.parents)]
-            if not ready:
-                self.unresolved += 1
-                return False
-            for tx in ready:
+            left = []
+            for tx in waiting:
+                if self.guard.knows(tx.id):
+                    continue
+                if not all(self.guard.knows(p) for p in tx.parents):
+                    left.append(tx)
+                    continue
                 self.guard.add(tx)
+                self._fetched.pop(tx.id, None)
                 if self.on_insert is not None:
                     self.on_insert(tx)
-            waiting = [tx for tx in waiting if not self.guard.knows(tx.id)]
+            if len(left) == len(waiting):
+                self.unresolved += 1
+                return False
+            waiting = left
         return True
 
     async def _fetch(self, cid: str) -> Transaction:
+        # another walk fetched it: inserted meanwhile, or waiting for its past
+        done = self.guard.get(cid) or self._fetched.get(cid)
+        if done is not None:
+            return done
         future = self._in_flight.get(cid)
         if future is None:
-            future = asyncio.ensure_future(self._fetch_with_retries(cid))
+            self.fetches += 1
+            future = asyncio.ensure_future(self._fetch_and_keep(cid))
             self._in_flight[cid] = future
             future.add_done_callback(lambda _f: self._in_flight.pop(cid, None))
         return await asyncio.shield(future)
+
+    async def _fetch_and_keep(self, cid: str) -> Transaction:
+        tx = await self._fetch_with_retries(cid)
+        if not self.guard.knows(cid):  # kept before the fetch stops being in flight: no second fetch
+            self._fetched[cid] = tx
+        return tx
 
     async def _fetch_with_retries(self, cid: str) -> Transaction:
         async def fetch() -> Transaction:

@@ -342,6 +342,7 @@ class PeerDaemon:
         rng = np.random.default_rng([s.seed, self.index, tick, TRAIN, int(self.started)])
         attacking = s.malicious and tick >= s.poison_from
         started = time.monotonic()
+        peer.forget_below_window()  # no round is running: the learner's ratings are ours to change
         try:
             outcome = await peer.train_once(rng, attacking=attacking)
         except Exception as error:
@@ -436,7 +437,10 @@ class DaemonApiSource:
             rejected=dict(p.builder.rejected),
             unresolved=p.builder.unresolved,
             weights_cache=WeightsCacheInfo(
-                hits=p.weights.hits, misses=p.weights.misses, fetched_bytes=p.weights.fetched_bytes
+                hits=p.weights.hits,
+                misses=p.weights.misses,
+                fetched_bytes=p.weights.fetched_bytes,
+                cached_bytes=p.weights.cached_bytes,
             ),
             pinned_weights=len(window.weights) if window else 0,
             unusable_weights=p.weights.unusable,

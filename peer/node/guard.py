@@ -40,6 +40,12 @@ class TangleGuard:
     def knows(self, tx_id: str) -> bool:
         return tx_id in self.tangle or tx_id in self._queued
 
+    def get(self, tx_id: str) -> Transaction | None:
+        """The transaction if it is in the tangle or queued for it."""
+        if tx_id in self.tangle:
+            return self.tangle.get(tx_id)
+        return self._queued.get(tx_id)
+
     def is_queued(self, tx_id: str) -> bool:
         return tx_id in self._queued
 

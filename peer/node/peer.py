@@ -140,12 +140,29 @@ class Peer:
         self.published: deque[Transaction] = deque(maxlen=RECENT_PUBLISHED)
         self.published_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._window_floor = 0  # decoded weights and ratings below this height have left memory
 
     # --- intake ------------------------------------------------------------------------------------------
     async def run_intake(self) -> None:
         """Consume the topic until cancelled; malformed messages are counted and dropped by the builder."""
         async for message in self.broker.subscribe(self.topic):
             await self.builder.on_message(message)
+
+    def forget_below_window(self) -> int:
+        """Decoded weights and ratings of transactions below every walk's window leave memory (walks start
+        at most `window_depth` below the highest tip, the reference counts no deeper), so a long-running
+        peer's memory follows the window, not the tangle's age. Call between rounds, on the event loop.
+        Returns how many weights were dropped from the cache's reach."""
+        depth = self.settings.walk_config().window_depth
+        if depth is None or self.shared is not None:  # genesis walks read everything; the lab evicts itself
+            return 0
+        floor, gone = self.tangle.weights_left_window(depth, self._window_floor)
+        if floor == self._window_floor:
+            return 0
+        self.weights.forget(gone)
+        self.learner.forget_ratings(self.tangle, floor)
+        self._window_floor = floor
+        return len(gone)
 
     # --- training ----------------------------------------------------------------------------------------
     async def reference(self, rng: np.random.Generator) -> Reference:

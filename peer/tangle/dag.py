@@ -97,6 +97,22 @@ class Tangle:
         start = max(0, self.max_height - depth)
         return [t for h in range(start, self.max_height + 1) for t in self._by_height[h]]
 
+    def weights_left_window(self, depth: int, since: int) -> tuple[int, list[str]]:
+        """The window's floor (`max_height - depth`) and the weights of the transactions at heights
+        [since, floor) that neither the window nor the genesis shares: what no walk reads again once the
+        floor passed them (a caller keeps the floor it got and passes it as `since` next time)."""
+        floor = self.max_height - depth
+        if floor <= since:
+            return since, []
+        keep = {self._transactions[t].weights for t in self.window(depth)} | {self.genesis.weights}
+        gone = [
+            self._transactions[t].weights
+            for h in range(since, floor)
+            for t in self._by_height[h]
+            if self._transactions[t].weights not in keep
+        ]
+        return floor, gone
+
     # --- insertion ---------------------------------------------------------------------------------------
     def add(self, tx: Transaction) -> bool:
         """Insert a transaction whose whole past is present; False if it was already there."""
