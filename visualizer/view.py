@@ -77,7 +77,7 @@ class Coloring:
 
 class TangleView:
     def __init__(
-        self, *, webgl: bool = True, height: int = 560, title: str = "", interactive: bool = True
+        self, *, webgl: bool = False, height: int = 560, title: str = "", interactive: bool = True
     ) -> None:
         self.interactive = interactive
         self.graph = TangleGraph()
