@@ -105,5 +105,5 @@ def _run_layout(run: object) -> tuple[object, str]:
         + "</p>",
         sizing_mode="stretch_width",
     )
-    layout = column(intro, panel.header, view.header, view.figure, panel.layout, sizing_mode="stretch_width")
+    layout = column(intro, panel.header, view.header, view.layout, panel.layout, sizing_mode="stretch_width")
     return layout, title
