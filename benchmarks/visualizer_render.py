@@ -124,6 +124,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10, help="transactions per update (one lab round)")
     parser.add_argument("--grow-seconds", type=float, default=20.0)
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also take a CPU profile of the page while it grows and print the functions that took longest "
+        "(slows the page: its growth numbers are then not comparable)",
+    )
+    parser.add_argument(
         "--webgl", choices=["default", "true", "false"], default="default", help="the backend of both views"
     )
     args = parser.parse_args()
@@ -239,6 +245,10 @@ def _measure(name: str, api: SyntheticApi, viz_port: int, args: argparse.Namespa
         page.evaluate(COUNT_PAINTS_JS)
         page.evaluate("() => { window.__long = []; window.__since = performance.now(); }")
         tasks_before = _task_seconds(cdp)
+        if args.profile:
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+            cdp.send("Profiler.start")
         started = time.monotonic()
         grown = 0
         while time.monotonic() - started < args.grow_seconds:
@@ -253,6 +263,7 @@ def _measure(name: str, api: SyntheticApi, viz_port: int, args: argparse.Namespa
             " tasks: window.__long.filter(([s, _d]) => s >= window.__since)})"
         )
         busy = _task_seconds(cdp) - tasks_before
+        profile = _self_time(cdp.send("Profiler.stop")["profile"]) if args.profile else None
         paints = page.evaluate("() => window.__paints")
         blocked = sum(d for _s, d in long_tasks["tasks"])
         # the zoom, from the whole tangle (the old page shows it all; the new one follows the newest)
@@ -279,8 +290,21 @@ def _measure(name: str, api: SyntheticApi, viz_port: int, args: argparse.Namespa
             "figure_paints": paints,
         },
         "zoom": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in zoom.items()},
+        **({"profile_self_ms": profile} if profile is not None else {}),
         "javascript_errors": errors,
     }
+
+
+def _self_time(profile: dict[str, Any], top: int = 15) -> dict[str, float]:
+    """The functions of a DevTools CPU profile with the most self time (ms), named `function:line`."""
+    frames = {node["id"]: node["callFrame"] for node in profile["nodes"]}
+    spent: dict[str, float] = {}
+    for node, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        frame = frames[node]
+        name = f"{frame['functionName'] or '(anonymous)'}:{frame['lineNumber']}"
+        spent[name] = spent.get(name, 0.0) + delta / 1000
+    ranked = [item for item in sorted(spent.items(), key=lambda item: -item[1]) if item[0] != "(idle):-1"]
+    return {name: round(ms, 1) for name, ms in ranked[:top]}
 
 
 def _task_seconds(cdp: Any) -> float:
