@@ -89,7 +89,7 @@ class _Controls:
                 sizing_mode="stretch_width",
             ),
             column(view.header, sizing_mode="stretch_width"),
-            view.figure,
+            view.layout,
             run.layout,
             column(self.stats),
         ):

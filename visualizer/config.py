@@ -41,8 +41,9 @@ class VizSettings(BaseSettings):
         description="extra host[:port] the page may be opened as (e.g. a k3s node name); * allows any",
     )
     webgl: bool = Field(
-        True,
-        description="draw the tangle with WebGL (fast with a GPU; software GL in headless browsers is not)",
+        False,
+        description="draw the tangle with WebGL instead of a 2D canvas (the level of detail keeps the glyphs "
+        "few enough for a canvas; WebGL copies its canvas once per layer and paint, slow without a GPU)",
     )
     poll_interval: float = Field(1.0, gt=0, description="seconds between polls of the selected peer")
     timeout: float = Field(10.0, gt=0, description="HTTP timeout of a poll in seconds")

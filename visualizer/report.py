@@ -61,6 +61,7 @@ def _run_layout(run: LabRun) -> tuple[object, str]:
     from bokeh.layouts import column
     from bokeh.models import Div
 
+    from visualizer import report_expand
     from visualizer.graph import TangleGraph
     from visualizer.runview import KEY_SETTINGS, RunPanel, shown_setting
     from visualizer.view import TangleView
@@ -74,6 +75,7 @@ def _run_layout(run: LabRun) -> tuple[object, str]:
     view.set_tips(run.tangle.tips)
     view.refresh()
     view.show_all()
+    banded = report_expand.attach(view)  # the bands expand on zoom without a server
     panel = RunPanel(filename=f"{run.name}-metrics.csv")
     panel.update(run.history(), complete=run.complete)
     accuracy = run.metrics[-1].get("tangle_accuracy") if run.metrics else None
@@ -95,9 +97,15 @@ def _run_layout(run: LabRun) -> tuple[object, str]:
         title += " (incomplete)"
     intro = Div(
         text=f"<h2 style='margin:4px 0'>{html.escape(title)}</h2>"
-        f"<p>{len(graph)} transactions. Hover one for its id, author, time, accuracy and parents; older "
-        "rounds are bands (hover: count, authors, mean accuracy).</p>",
+        f"<p>{len(graph)} transactions. Hover one for its id, author, time, accuracy and parents."
+        + (
+            " Older rounds are bands (hover: count, authors, mean accuracy); zoom in with the mouse wheel to "
+            "fewer than 150 heights to see their transactions (ids shortened there)."
+            if banded
+            else ""
+        )
+        + "</p>",
         sizing_mode="stretch_width",
     )
-    layout = column(intro, panel.header, view.header, view.figure, panel.layout, sizing_mode="stretch_width")
+    layout = column(intro, panel.header, view.header, view.layout, panel.layout, sizing_mode="stretch_width")
     return layout, title

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from bokeh.layouts import row
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
@@ -33,8 +34,6 @@ from bokeh.models import (
     DataRange1d,
     Div,
     HoverTool,
-    Legend,
-    LegendItem,
     LinearColorMapper,
     LogColorMapper,
     Range1d,
@@ -45,6 +44,7 @@ from bokeh.plotting import figure
 
 from visualizer import style
 from visualizer.graph import TangleGraph
+from visualizer.legend import legend_html
 
 LOGICAL, WALL = "logical", "wall"
 COLOR_MODES = ("author", "accuracy", "loss", "weight")
@@ -77,7 +77,7 @@ class Coloring:
 
 class TangleView:
     def __init__(
-        self, *, webgl: bool = True, height: int = 560, title: str = "", interactive: bool = True
+        self, *, webgl: bool = False, height: int = 560, title: str = "", interactive: bool = True
     ) -> None:
         self.interactive = interactive
         self.graph = TangleGraph()
@@ -119,6 +119,10 @@ class TangleView:
             coloring.mapper.nan_color = "#c8c8c8"
         self.figure = self._tangle_figure(webgl, height, title)
         self.header = Div(name="header", text="", sizing_mode="stretch_width")
+        self.legend = Div(name="legend", text="", width=230)
+        self.legend_authors = -1  # how many authors the legend lists
+        self._update_legend()
+        self.layout = row(self.figure, self.legend, sizing_mode="stretch_width")
 
     # --- building ------------------------------------------------------------------------------------------
     def _tangle_figure(self, webgl: bool, height: int, title: str) -> Any:
@@ -182,24 +186,8 @@ class TangleView:
             x="xl", y="y", source=self.references, marker="star", size=20,
             fill_color=style.REFERENCE_COLOR, line_color="#000000", line_width=1,
         )  # fmt: skip
-        # Legend-only glyphs, for encodings that live in columns or in overlays that are often empty: a legend
-        # draws a glyph from its first row, so each holds one point (far outside the tangle). They are never
-        # painted: with WebGL every painted renderer costs a copy of the whole GL canvas.
-        far = [-1e9]
-        malicious_key = fig.scatter(x=far, y=far, marker="triangle", size=10, fill_color="#888888")
-        cone_key = fig.scatter(
-            x=far, y=far, size=13, fill_color=None, line_color=style.REFERENCE_COLOR, line_width=1.5
-        )
-        past_key, future_key = (
-            fig.scatter(x=far, y=far, size=13, fill_color=None, line_color=color, line_width=2.5)
-            for color in (style.PAST_COLOR, style.FUTURE_COLOR)
-        )
-        band_key = fig.quad(left=far, right=far, bottom=far, top=far, fill_color="#9e9e9e", fill_alpha=0.55)
-        keys = [malicious_key, cone_key, past_key, future_key, band_key]
-        # the y range follows the tangle only (not the legend keys far outside)
+        # the y range follows the tangle only (not the overlays' larger markers)
         fig.y_range.renderers = [self.band_renderer, self.node_renderer, self.xnode_renderer]
-        for renderer in keys:
-            renderer.visible = False
         self.cone_renderers = [
             self.past_edge_renderer, self.future_edge_renderer, self.past_renderer, self.future_renderer,
         ]  # fmt: skip
@@ -209,27 +197,6 @@ class TangleView:
             color_mapper=self.colorings["accuracy"].mapper, title="", visible=False, width=12
         )
         fig.add_layout(self.color_bar, "right")
-        items = [
-            LegendItem(label={"field": "author"}, renderers=[self.node_renderer]),
-            LegendItem(label="tip", renderers=[self.tip_renderer]),
-            LegendItem(label="reference model", renderers=[self.reference_renderer]),
-            LegendItem(label="reference's past cone (toggle)", renderers=[cone_key]),
-            LegendItem(label="malicious (lab)", renderers=[malicious_key]),
-            LegendItem(label="older rounds: band per author", renderers=[band_key]),
-        ]
-        if self.interactive:  # a click shows cones only where a server answers it
-            items += [
-                LegendItem(label="past cone of click", renderers=[past_key]),
-                LegendItem(label="future cone of click", renderers=[future_key]),
-            ]
-        legend = Legend(
-            items=items,
-            label_text_font_size="9pt",
-            inactive_fill_alpha=0,  # the legend-only renderers are hidden, but their keys must not look it
-            glyph_height=14,
-            spacing=0,
-        )
-        fig.add_layout(legend, "right")
         # one transaction per hover (limit): at any zoom several markers can overlap
         node_hover = HoverTool(
             renderers=[self.node_renderer, self.xnode_renderer],
@@ -294,6 +261,13 @@ class TangleView:
             source.data = _empty(style.POINT_COLUMNS)
         for renderer in self.cone_renderers:
             renderer.visible = False
+        self._update_legend()
+
+    def _update_legend(self) -> None:
+        """The legend lists every author of the graph: rewritten only when a new one appears."""
+        if len(self.graph.authors) != self.legend_authors:
+            self.legend_authors = len(self.graph.authors)
+            self.legend.text = legend_html(list(self.graph.authors), interactive=self.interactive)
 
     def show_until(self, count: int, timing: Timing | None = None) -> None:
         """Draw graph nodes up to `count` (in the graph's order): one stream of the new nodes and edges."""
@@ -306,6 +280,7 @@ class TangleView:
             return
         timing = timing if timing is not None else Timing()
         start = _now()
+        self._update_legend()
         new = self.graph.nodes[self.shown : count]
         for node in new:
             self.edge_start.append(self.edge_rows)

@@ -19,7 +19,7 @@ from bokeh.document.events import (
 )
 from bokeh.models import ColumnDataSource
 from bokeh.protocol import Protocol
-from viz_helpers import SteeredApi
+from viz_helpers import SteeredApi, tangle_nodes
 from viz_synthetic import LabLikeTangle, SyntheticApi
 
 from visualizer import style
@@ -144,6 +144,9 @@ def test_live_updates_are_streams_and_the_cone_is_a_faint_overlay() -> None:
     assert not app.view.cone_on
     assert not app.controls.cone.active
     assert len(app.view.cone.data["y"]) == 0
+    legend = app.view.legend.text  # beside the figure, listing every author and the encodings
+    for label in ("peer-000", "peer-004", "reference model", "past cone of click", "band per author"):
+        assert label in legend
     app.controls.cone.active = True
     cone = app.view.graph.past_cone(app.view.reference)
     assert sorted(app.view.cone.data["y"]) == sorted(app.view.graph.nodes[i].lane for i in cone)
@@ -156,11 +159,27 @@ def test_live_updates_are_streams_and_the_cone_is_a_faint_overlay() -> None:
         assert sent[("ColumnsStreamedEvent", "edges")] == 1
         assert not any(kind == "ColumnDataChangedEvent" and name in ("nodes", "edges") for kind, name in sent)
         assert not any(kind == "ColumnsPatchedEvent" for kind, _name in sent)
+    assert app.view.legend.text is legend  # no new author: the legend is not sent again
     assert len(app.view.nodes.data["name"]) == 316 == api.transactions("peer-000", 0).count
     cone = app.view.graph.past_cone(app.view.reference)
     assert len(app.view.cone.data["y"]) == len(cone)  # the cone follows the moving reference
     assert set(app.view.nodes.data["color"]) <= set(style.AUTHOR_PALETTE) | {style.GENESIS_COLOR}
     assert app.view.header.text.count('data-count="316"') == 1
+
+
+def test_the_legend_lists_a_new_author_escaped_and_a_report_offers_no_click() -> None:
+    nodes = tangle_nodes(30, peers=3)
+    view = TangleView()
+    view.graph.add_many(nodes)
+    view.show_until(len(view.graph))
+    before = view.legend.text
+    assert "peer-002" in before
+    assert "<b>" not in before
+    view.graph.add_many([{**nodes[-1], "name": "new", "peer": "<b>eve</b>", "parents": [nodes[-1]["name"]]}])
+    view.show_until(len(view.graph))
+    assert "&lt;b&gt;eve&lt;/b&gt;" in view.legend.text
+    assert "<b>eve" not in view.legend.text
+    assert "past cone of click" not in TangleView(interactive=False).legend.text
 
 
 def test_switching_peer_restarts_and_a_stale_answer_is_dropped() -> None:

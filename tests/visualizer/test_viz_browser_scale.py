@@ -29,7 +29,8 @@ from viz_helpers import REPO, free_port, wait_http, write_lab_folder
 from viz_synthetic import LabLikeTangle, SyntheticApi
 
 from peer.api.app import BackgroundServer, create_app
-from visualizer.style import REFERENCE_COLOR
+from visualizer.report import write_lab_report
+from visualizer.style import REFERENCE_COLOR, short
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
@@ -50,7 +51,7 @@ CENTRE_JS = """([name, i]) => {
   const view = Bokeh.index.find_one(doc.get_model_by_name('tangle'));
   const d = doc.get_model_by_name(name).data;
   const band = name === 'bands';
-  const x = band ? (d.ll[i] + d.rl[i]) / 2 : d.xl[i];
+  const x = band ? (d.ll[i] + d.rl[i]) / 2 : d.xl[i];  // nodes or expanded_nodes
   const y = band ? (d.bottom[i] + d.top[i]) / 2 : d.y[i];
   const box = view.canvas_view.el.getBoundingClientRect();
   return [box.left + view.frame.x_scale.compute(x), box.top + view.frame.y_scale.compute(y)];
@@ -151,6 +152,55 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
             assert errors == []
     finally:
         server.stop()
+
+
+def test_report_bands_expand_on_zoom(tmp_path: Path) -> None:
+    """report.html has no server: its bands expand from data embedded in the file (CustomJS on the range)."""
+    folder = write_lab_folder(tmp_path / "lab", transactions=3_000, peers=10)
+    report = write_lab_report(folder)
+    assert report is not None
+    nodes = json.loads((folder / "tangle.json").read_text())["nodes"]
+    range_js = (
+        "() => { const r = Bokeh.documents[0].get_model_by_name('tangle').x_range; return [r.start, r.end] }"
+    )
+    with chromium_page((1280, 720)) as (page, errors):
+        page.goto(report.as_uri())
+        until(lambda: page.evaluate(HEADER_COUNT_JS) == len(nodes), 30, "the report's tangle")
+        banded = page.evaluate(SOURCE_LENGTH_JS, "banded_store")
+        assert banded + page.evaluate(SOURCE_LENGTH_JS, "nodes") == len(nodes)  # all of it, drawn or banded
+        assert page.evaluate(SOURCE_LENGTH_JS, "expanded_nodes") == 0
+        # a wheel zoom over a band: its transactions are drawn, one by one
+        x, y = page.evaluate(CENTRE_JS, ["bands", page.evaluate(SOURCE_LENGTH_JS, "bands") // 2])
+        page.mouse.move(x, y)
+        page.mouse.wheel(0, -2400)
+        until(lambda: page.evaluate(SOURCE_LENGTH_JS, "expanded_nodes") > 0, 20, "the band expanded")
+        x0, x1 = page.evaluate(range_js)
+        assert x1 - x0 < 150
+        low, high = x0 - (x1 - x0) * 0.25, x1 + (x1 - x0) * 0.25
+        expected = {short(n["name"]) for n in nodes[:banded] if low <= n["height"] <= high}
+        drawn = page.evaluate("() => Bokeh.documents[0].get_model_by_name('expanded_nodes').data.name")
+        assert set(drawn) == expected
+        assert len(drawn) == len(expected)
+        # hovering one of them shows that one transaction
+        row = len(drawn) // 2
+        x, y = page.evaluate(CENTRE_JS, ["expanded_nodes", row])
+        page.mouse.move(x, y)
+        shown = until(lambda: visible_tooltips(page), 5, "a tooltip over an expanded transaction")
+        assert len(shown) == 1, shown
+        assert shown[0].count("id:") == 1, shown
+        assert drawn[row] in shown[0]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "visualizer-report-zoomed.png"))
+        # zooming out again folds them back into the bands
+        page.mouse.move(2, 2)
+        for _ in range(10):
+            if page.evaluate(SOURCE_LENGTH_JS, "expanded_nodes") == 0:
+                break
+            page.mouse.move(x, y)
+            page.mouse.wheel(0, 600)
+            time.sleep(0.3)
+        until(lambda: page.evaluate(SOURCE_LENGTH_JS, "expanded_nodes") == 0, 10, "the bands folded again")
+        assert errors == []
 
 
 def _lab_folder(folder: Path, *, poison: str = "none", author: str | None = None) -> Path:

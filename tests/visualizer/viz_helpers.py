@@ -94,7 +94,9 @@ def wait_http(
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{process.args} exited with {process.returncode} before {url} answered")
         try:
-            response = httpx.get(url, timeout=5)
+            # generous per request: a Bokeh page builds its document per GET (seconds on a loaded machine),
+            # and a GET given up on still builds one, so short timeouts pile up sessions
+            response = httpx.get(url, timeout=30)
             if ok(response):
                 return response
             last = response.status_code
