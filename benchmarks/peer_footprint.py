@@ -1,11 +1,17 @@
 """Resident memory of one `tangle peer` process per model backend, after a few training rounds.
 
 Each case starts a real `tangle peer` (STORAGE=memory MESSAGE_BROKER=memory: a standalone peer, no IPFS node,
-so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=1,
-ACTIVE_QUOTA=1), polls /api/peer until it has, then reads VmRSS (now) and VmHWM (peak) of the process from
-/proc and stops it with SIGTERM. Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN
-on FEMNIST-shaped data (a synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships
-FEMNIST, and memory does not depend on the pixel values), each with numpy and with tflite.
+so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=5,
+ACTIVE_QUOTA=1), polls /api/peer until the round `--rounds` has finished, then reads VmRSS (now) and VmHWM
+(peak) of the process from /proc, and where that memory is (rss_by_mapping, from /proc/PID/smaps: the
+runtime's libraries, the mapped model file, numpy's libraries, other files, anonymous memory), and stops it
+with SIGTERM. RSS is the figure compared. PSS and USS are listed beside it because the libraries' pages are
+shared: with several peers on one machine each library is resident once, so a peer's PSS there is closer to
+what one more peer costs than its RSS.
+
+Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN on FEMNIST-shaped data (a
+synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships FEMNIST, and memory does
+not depend on the pixel values), each with numpy and with tflite.
 
     python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn]
 
@@ -37,6 +43,9 @@ CASES = {"mlp": "digits", "cnn": "digits", "femnist-cnn": "femnist"}
 PI_RAM_MB = 4096
 PI_RESERVED_MB = 512  # the OS, k3s agent and page cache a 4 GB Pi keeps for itself (an assumption, stated)
 ROOT = Path(__file__).resolve().parents[1]
+# Seconds between rounds: longer than a round of the LEAF CNN here, so that "rss_mb" is read between rounds
+# (right after one finished), not in the middle of the next one; the peak (VmHWM) covers the rounds.
+TRAINING_INTERVAL = 5
 
 
 def synthetic_femnist(folder: Path, samples: int = 3000) -> Path:
@@ -60,7 +69,7 @@ def environment(arch: str, backend: str, dataset_path: str | None) -> dict[str, 
         "PEER_INDEX": "0",
         "PEERS": "10",
         "PARTITION": "iid",
-        "TRAINING_INTERVAL": "1",
+        "TRAINING_INTERVAL": str(TRAINING_INTERVAL),
         "ACTIVE_QUOTA": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MODEL": "tflite" if backend == "tflite" else arch,
@@ -79,7 +88,8 @@ def wait_trained(port_of: Any, rounds: int, deadline: float) -> dict[str, Any]:
         if port:
             try:
                 info = httpx.get(f"http://127.0.0.1:{port}/api/peer", timeout=5).json()
-                if info["trainings"] >= rounds:
+                # lastRound is set when a round has finished (ACTIVE_QUOTA=1: every tick is a round)
+                if int((info.get("lastRound") or {}).get("tick", 0)) >= rounds:
                     return dict(info)
             except httpx.HTTPError:
                 pass
@@ -91,6 +101,45 @@ def status_mb(text: str, key: str) -> float:
     match = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
     assert match, key
     return round(int(match.group(1)) / 1024, 1)
+
+
+# Where the resident memory is, by mapping (from /proc/PID/smaps): the TensorFlow Lite runtime's libraries,
+# the mapped .tflite file, numpy and its OpenBLAS, the other shared libraries (Python, pydantic, OpenSSL, ...)
+# and anonymous memory (the Python and C heaps: weights, tensors, the tangle, interpreter arenas).
+RUNTIME_LIBS = ("/ai_edge_litert/", "/tflite_runtime/")
+
+
+def mapping_group(name: str) -> str:
+    if any(part in name for part in RUNTIME_LIBS):
+        return "tflite_runtime_libs"
+    if name.endswith(".tflite"):
+        return "tflite_model_file"
+    if "/numpy/" in name or "/numpy.libs/" in name:
+        return "numpy_libs"
+    if name.startswith("/"):
+        return "other_files"
+    return "anonymous"  # [heap], [stack], unnamed mappings
+
+
+def smaps_breakdown(text: str) -> dict[str, float]:
+    """Resident MB by mapping group, and the process's PSS and USS (private) in MB."""
+    kilobytes: dict[str, int] = {}
+    group = "anonymous"
+    pss = private = 0
+    for line in text.splitlines():
+        header = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if header:
+            group = mapping_group(header.group(1))
+            continue
+        key, _, value = line.partition(":")
+        if key == "Rss":
+            kilobytes[group] = kilobytes.get(group, 0) + int(value.split()[0])
+        elif key == "Pss":
+            pss += int(value.split()[0])
+        elif key in ("Private_Clean", "Private_Dirty"):
+            private += int(value.split()[0])
+    breakdown = {f"{name}_mb": round(kb / 1024, 1) for name, kb in sorted(kilobytes.items())}
+    return {**breakdown, "pss_mb": round(pss / 1024, 1), "uss_mb": round(private / 1024, 1)}
 
 
 def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: int) -> dict[str, Any]:
@@ -121,11 +170,13 @@ def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: in
     try:
         info = wait_trained(port_of, rounds, time.monotonic() + 900)
         status = Path(f"/proc/{process.pid}/status").read_text()
+        smaps = Path(f"/proc/{process.pid}/smaps").read_text()
         return {
             "architecture": info["model"],
             "trainings": info["trainings"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
+            "rss_by_mapping": smaps_breakdown(smaps),
         }
     finally:
         process.send_signal(signal.SIGTERM)
@@ -239,6 +290,8 @@ def main() -> None:
                 "benchmark": "peer_footprint",
                 "where": f"{args.image} ({args.platform})" if args.image else "native",
                 "rounds": args.rounds,
+                "training_interval": TRAINING_INTERVAL,
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "kubo": kubo,
                 "pi": {"ram_mb": PI_RAM_MB, "reserved_mb": PI_RESERVED_MB},
                 "results": results,
