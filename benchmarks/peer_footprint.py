@@ -7,7 +7,8 @@ ACTIVE_QUOTA=1), polls /api/peer until the round `--rounds` has finished, then r
 runtime's libraries, the mapped model file, numpy's libraries, other files, anonymous memory), and stops it
 with SIGTERM. RSS is the figure compared. PSS and USS are listed beside it because the libraries' pages are
 shared: with several peers on one machine each library is resident once, so a peer's PSS there is closer to
-what one more peer costs than its RSS.
+what one more peer costs than its RSS. A standalone peer's memory storage holds every weight set it published
+(26 MB each for the LEAF CNN), so "published" is listed: runs that published more rounds hold more.
 
 Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN on FEMNIST-shaped data (a
 synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships FEMNIST, and memory does
@@ -174,6 +175,7 @@ def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: in
         return {
             "architecture": info["model"],
             "trainings": info["trainings"],
+            "published": info["published"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
             "rss_by_mapping": smaps_breakdown(smaps),
@@ -207,6 +209,7 @@ def measure_image(
         return {
             "architecture": info["model"],
             "trainings": info["trainings"],
+            "published": info["published"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
             "image": image,
