@@ -1,14 +1,15 @@
 """Resident memory of one `tangle peer` process per model backend, after a few training rounds.
 
 Each case starts a real `tangle peer` (STORAGE=memory MESSAGE_BROKER=memory: a standalone peer, no IPFS node,
-so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=5,
-ACTIVE_QUOTA=1), polls /api/peer until the round `--rounds` has finished, then reads VmRSS (now) and VmHWM
-(peak) of the process from /proc, and where that memory is (rss_by_mapping, from /proc/PID/smaps: the
-runtime's libraries, the mapped model file, numpy's libraries, other files, anonymous memory), and stops it
-with SIGTERM. RSS is the figure compared. PSS and USS are listed beside it because the libraries' pages are
-shared: with several peers on one machine each library is resident once, so a peer's PSS there is closer to
-what one more peer costs than its RSS. A standalone peer's memory storage holds every weight set it published
-(26 MB each for the LEAF CNN), so "published" is listed: runs that published more rounds hold more.
+so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=15,
+ACTIVE_QUOTA=1, PUBLISH_RULE=always), polls /api/peer until the round `--rounds` has finished, then reads
+VmRSS (now) and VmHWM (peak) of the process from /proc, and where that memory is (rss_by_mapping, from
+/proc/PID/smaps: the runtime's libraries, the mapped model file, numpy's libraries, other files, anonymous
+memory), and stops it with SIGTERM. RSS is the figure compared. PSS and USS are listed beside it because the
+libraries' pages are shared: with several peers on one machine each library is resident once, so a peer's
+PSS there is closer to what one more peer costs than its RSS. A standalone peer's memory storage holds every
+weight set it published (26 MB each for the LEAF CNN): PUBLISH_RULE=always makes that the same on both
+backends.
 
 Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN on FEMNIST-shaped data (a
 synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships FEMNIST, and memory does
@@ -44,9 +45,9 @@ CASES = {"mlp": "digits", "cnn": "digits", "femnist-cnn": "femnist"}
 PI_RAM_MB = 4096
 PI_RESERVED_MB = 512  # the OS, k3s agent and page cache a 4 GB Pi keeps for itself (an assumption, stated)
 ROOT = Path(__file__).resolve().parents[1]
-# Seconds between rounds: longer than a round of the LEAF CNN here, so that "rss_mb" is read between rounds
-# (right after one finished), not in the middle of the next one; the peak (VmHWM) covers the rounds.
-TRAINING_INTERVAL = 5
+# Seconds between rounds: longer than a round of the LEAF CNN here (on a loaded machine), so that "rss_mb" is
+# read between rounds (right after one finished), not in the middle of the next one; VmHWM covers the rounds.
+TRAINING_INTERVAL = 15
 
 
 def synthetic_femnist(folder: Path, samples: int = 3000) -> Path:
@@ -72,6 +73,8 @@ def environment(arch: str, backend: str, dataset_path: str | None) -> dict[str, 
         "PARTITION": "iid",
         "TRAINING_INTERVAL": str(TRAINING_INTERVAL),
         "ACTIVE_QUOTA": "1",
+        # every round publishes: the memory storage then holds as many weight sets on either backend
+        "PUBLISH_RULE": "always",
         "OPENBLAS_NUM_THREADS": "1",
         "MODEL": "tflite" if backend == "tflite" else arch,
     }
