@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import mmap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from peer.memory import drop_file_pages, read_only_mappings, release_freed_memory, resident_kb
 
 MB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_dropped_pages_of_a_read_only_mapping_leave_the_process_and_read_back(tmp_path: Path) -> None:
@@ -55,3 +57,23 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
         assert before - resident_kb() > 48 * 1024
     finally:
         libc.free(blocks[-1])
+
+
+def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("peer_footprint", REPO / "benchmarks/peer_footprint.py")
+    assert spec is not None
+    assert spec.loader is not None
+    footprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(footprint)
+    import numpy as np
+
+    assert np.ones(1).sum() == 1  # numpy's libraries are mapped and used
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"\1" * 4 * MB)
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert sum(mapped[::4096]) == 1024  # one byte a page: every page resident
+        got = footprint.smaps_breakdown(Path("/proc/self/smaps").read_text())
+    assert got["tflite_model_file_mb"] == 4.0
+    assert min(got["numpy_libs_mb"], got["anonymous_mb"], got["other_files_mb"]) > 1
+    resident = sum(value for key, value in got.items() if key not in ("pss_mb", "uss_mb"))
+    assert got["uss_mb"] <= got["pss_mb"] <= resident + 0.5
