@@ -10,7 +10,6 @@ A peer on a Pi lives next to other peers and its IPFS node, so freed memory shou
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 from functools import cache
@@ -21,11 +20,9 @@ MADV_DONTNEED = 4  # <sys/mman.h>, the same number on every Linux architecture
 
 @cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # the symbols of the running process, libc's among them (no `ldconfig` run, unlike find_library)
     try:
-        return ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
