@@ -15,7 +15,10 @@ Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN on 
 synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships FEMNIST, and memory does
 not depend on the pixel values), each with numpy and with tflite.
 
-    python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn]
+    python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn] [--together 3]
+
+--together N runs N peers of a case at once (PEER_INDEX 0..N-1) and lists the PSS of each: the cost of a
+peer on a machine that runs several, with the shared libraries split among them.
 
 On demand, inside a container image (e.g. an arm64 or armv7 peer image built with PEER_EXTRAS=tflite, run
 under qemu-user): --image learning-tangle/peer:0.1.0 --platform linux/arm64. The peer runs as the image's
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +150,8 @@ def smaps_breakdown(text: str) -> dict[str, float]:
     return {**breakdown, "pss_mb": round(pss / 1024, 1), "uss_mb": round(private / 1024, 1)}
 
 
-def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: int) -> dict[str, Any]:
-    env = {**os.environ, **environment(arch, backend, dataset_path), "HTTP_PORT": "0"}
+def start_peer(env: dict[str, str]) -> tuple[subprocess.Popen[str], Callable[[], int | None]]:
+    """A `tangle peer` process and a function that returns its HTTP port once it has logged it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "peer", "peer"],
         env=env,
@@ -171,24 +175,44 @@ def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: in
                 port.append(int(found.group(1)))
         return port[0]
 
+    return process, port_of
+
+
+def measure_native(
+    arch: str, backend: str, dataset_path: str | None, rounds: int, together: int = 1
+) -> dict[str, Any]:
+    """One peer, or `together` peers at once (PEER_INDEX 0, 1, ...): the first one's figures, and with more
+    than one the PSS of each, which splits the pages they share (the libraries) among them."""
+    peers = [
+        start_peer(
+            {**os.environ, **environment(arch, backend, dataset_path), "HTTP_PORT": "0", "PEER_INDEX": str(i)}
+        )
+        for i in range(together)
+    ]
     try:
-        info = wait_trained(port_of, rounds, time.monotonic() + 900)
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        smaps = Path(f"/proc/{process.pid}/smaps").read_text()
-        return {
-            "architecture": info["model"],
-            "trainings": info["trainings"],
-            "published": info["published"],
+        infos = [wait_trained(port_of, rounds, time.monotonic() + 900) for _, port_of in peers]
+        smaps = [Path(f"/proc/{process.pid}/smaps").read_text() for process, _ in peers]
+        status = Path(f"/proc/{peers[0][0].pid}/status").read_text()
+        run = {
+            "architecture": infos[0]["model"],
+            "trainings": infos[0]["trainings"],
+            "published": infos[0]["published"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
-            "rss_by_mapping": smaps_breakdown(smaps),
+            "rss_by_mapping": smaps_breakdown(smaps[0]),
         }
+        if together > 1:
+            run["together"] = together
+            run["pss_mb_each"] = [smaps_breakdown(text)["pss_mb"] for text in smaps]
+        return run
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for process, _ in peers:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in peers:
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def measure_image(
@@ -265,6 +289,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="training rounds before measuring")
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--backends", nargs="*", choices=["numpy", "tflite"], default=["numpy", "tflite"])
+    parser.add_argument(
+        "--together", type=int, default=1, help="run this many peers at once (natively); lists each one's PSS"
+    )
     parser.add_argument("--image", help="measure inside this image (podman) instead of natively")
     parser.add_argument("--platform", default="linux/amd64", help="the image's platform (with --image)")
     parser.add_argument(
@@ -283,7 +310,7 @@ def main() -> None:
                 if args.image:
                     run = measure_image(arch, backend, dataset_path, args.rounds, args.image, args.platform)
                 else:
-                    run = measure_native(arch, backend, dataset_path, args.rounds)
+                    run = measure_native(arch, backend, dataset_path, args.rounds, args.together)
                 run["peers_per_4gb_pi"] = peers_on_a_pi(run["peak_rss_mb"], kubo["peak_rss_mb"])
                 results[arch][backend] = run
                 print(json.dumps({arch: {backend: run}}), file=sys.stderr, flush=True)
