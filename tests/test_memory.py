@@ -73,7 +73,7 @@ def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         assert sum(mapped[::4096]) == 1024  # one byte a page: every page resident
         got = footprint.smaps_breakdown(Path("/proc/self/smaps").read_text())
-    assert got["tflite_model_file_mb"] == 4.0
+    assert got["tflite_model_file_mb"] >= 4.0  # and the models other tests in this process still map
     assert min(got["numpy_libs_mb"], got["anonymous_mb"], got["other_files_mb"]) > 1
     resident = sum(value for key, value in got.items() if key not in ("pss_mb", "uss_mb"))
     assert got["uss_mb"] <= got["pss_mb"] <= resident + 0.5
