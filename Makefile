@@ -99,3 +99,4 @@ bench: bench-tflite
 bench-tflite: $(TFLITE_STAMP)
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/peer_footprint.py
+	$(BIN)/python benchmarks/tflite_memory.py

@@ -1,13 +1,24 @@
 """Resident memory of one `tangle peer` process per model backend, after a few training rounds.
 
 Each case starts a real `tangle peer` (STORAGE=memory MESSAGE_BROKER=memory: a standalone peer, no IPFS node,
-so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=1,
-ACTIVE_QUOTA=1), polls /api/peer until it has, then reads VmRSS (now) and VmHWM (peak) of the process from
-/proc and stops it with SIGTERM. Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN
-on FEMNIST-shaped data (a synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships
-FEMNIST, and memory does not depend on the pixel values), each with numpy and with tflite.
+so only the peer's own memory is measured), lets it train `--rounds` rounds (TRAINING_INTERVAL=15,
+ACTIVE_QUOTA=1, PUBLISH_RULE=always), polls /api/peer until the round `--rounds` has finished, then reads
+VmRSS (now) and VmHWM (peak) of the process from /proc, and where that memory is (rss_by_mapping, from
+/proc/PID/smaps: the runtime's libraries, the mapped model file, numpy's libraries, other files, anonymous
+memory), and stops it with SIGTERM. RSS is the figure compared. PSS and USS are listed beside it because the
+libraries' pages are shared: with several peers on one machine each library is resident once, so a peer's
+PSS there is closer to what one more peer costs than its RSS. A standalone peer's memory storage holds every
+weight set it published (26 MB each for the LEAF CNN): PUBLISH_RULE=always makes that the same on both
+backends.
 
-    python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn]
+Cases: the MLP and the small CNN on the UCI digits, and the LEAF FEMNIST CNN on FEMNIST-shaped data (a
+synthetic converted .npz: 3,000 random 28x28 images, 62 classes; no package ships FEMNIST, and memory does
+not depend on the pixel values), each with numpy and with tflite.
+
+    python benchmarks/peer_footprint.py [--rounds 3] [--only mlp cnn femnist-cnn] [--together 3]
+
+--together N runs N peers of a case at once (PEER_INDEX 0..N-1) and lists the PSS of each: the cost of a
+peer on a machine that runs several, with the shared libraries split among them.
 
 On demand, inside a container image (e.g. an arm64 or armv7 peer image built with PEER_EXTRAS=tflite, run
 under qemu-user): --image learning-tangle/peer:0.1.0 --platform linux/arm64. The peer runs as the image's
@@ -27,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +49,9 @@ CASES = {"mlp": "digits", "cnn": "digits", "femnist-cnn": "femnist"}
 PI_RAM_MB = 4096
 PI_RESERVED_MB = 512  # the OS, k3s agent and page cache a 4 GB Pi keeps for itself (an assumption, stated)
 ROOT = Path(__file__).resolve().parents[1]
+# Seconds between rounds: longer than a round of the LEAF CNN here (on a loaded machine), so that "rss_mb" is
+# read between rounds (right after one finished), not in the middle of the next one; VmHWM covers the rounds.
+TRAINING_INTERVAL = 15
 
 
 def synthetic_femnist(folder: Path, samples: int = 3000) -> Path:
@@ -60,8 +75,10 @@ def environment(arch: str, backend: str, dataset_path: str | None) -> dict[str, 
         "PEER_INDEX": "0",
         "PEERS": "10",
         "PARTITION": "iid",
-        "TRAINING_INTERVAL": "1",
+        "TRAINING_INTERVAL": str(TRAINING_INTERVAL),
         "ACTIVE_QUOTA": "1",
+        # every round publishes: the memory storage then holds as many weight sets on either backend
+        "PUBLISH_RULE": "always",
         "OPENBLAS_NUM_THREADS": "1",
         "MODEL": "tflite" if backend == "tflite" else arch,
     }
@@ -79,7 +96,8 @@ def wait_trained(port_of: Any, rounds: int, deadline: float) -> dict[str, Any]:
         if port:
             try:
                 info = httpx.get(f"http://127.0.0.1:{port}/api/peer", timeout=5).json()
-                if info["trainings"] >= rounds:
+                # lastRound is set when a round has finished (ACTIVE_QUOTA=1: every tick is a round)
+                if int((info.get("lastRound") or {}).get("tick", 0)) >= rounds:
                     return dict(info)
             except httpx.HTTPError:
                 pass
@@ -93,8 +111,47 @@ def status_mb(text: str, key: str) -> float:
     return round(int(match.group(1)) / 1024, 1)
 
 
-def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: int) -> dict[str, Any]:
-    env = {**os.environ, **environment(arch, backend, dataset_path), "HTTP_PORT": "0"}
+# Where the resident memory is, by mapping (from /proc/PID/smaps): the TensorFlow Lite runtime's libraries,
+# the mapped .tflite file, numpy and its OpenBLAS, the other shared libraries (Python, pydantic, OpenSSL, ...)
+# and anonymous memory (the Python and C heaps: weights, tensors, the tangle, interpreter arenas).
+RUNTIME_LIBS = ("/ai_edge_litert/", "/tflite_runtime/")
+
+
+def mapping_group(name: str) -> str:
+    if any(part in name for part in RUNTIME_LIBS):
+        return "tflite_runtime_libs"
+    if name.endswith(".tflite"):
+        return "tflite_model_file"
+    if "/numpy/" in name or "/numpy.libs/" in name:
+        return "numpy_libs"
+    if name.startswith("/"):
+        return "other_files"
+    return "anonymous"  # [heap], [stack], unnamed mappings
+
+
+def smaps_breakdown(text: str) -> dict[str, float]:
+    """Resident MB by mapping group, and the process's PSS and USS (private) in MB."""
+    kilobytes: dict[str, int] = {}
+    group = "anonymous"
+    pss = private = 0
+    for line in text.splitlines():
+        header = re.match(r"^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if header:
+            group = mapping_group(header.group(1))
+            continue
+        key, _, value = line.partition(":")
+        if key == "Rss":
+            kilobytes[group] = kilobytes.get(group, 0) + int(value.split()[0])
+        elif key == "Pss":
+            pss += int(value.split()[0])
+        elif key in ("Private_Clean", "Private_Dirty"):
+            private += int(value.split()[0])
+    breakdown = {f"{name}_mb": round(kb / 1024, 1) for name, kb in sorted(kilobytes.items())}
+    return {**breakdown, "pss_mb": round(pss / 1024, 1), "uss_mb": round(private / 1024, 1)}
+
+
+def start_peer(env: dict[str, str]) -> tuple[subprocess.Popen[str], Callable[[], int | None]]:
+    """A `tangle peer` process and a function that returns its HTTP port once it has logged it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "peer", "peer"],
         env=env,
@@ -118,21 +175,44 @@ def measure_native(arch: str, backend: str, dataset_path: str | None, rounds: in
                 port.append(int(found.group(1)))
         return port[0]
 
+    return process, port_of
+
+
+def measure_native(
+    arch: str, backend: str, dataset_path: str | None, rounds: int, together: int = 1
+) -> dict[str, Any]:
+    """One peer, or `together` peers at once (PEER_INDEX 0, 1, ...): the first one's figures, and with more
+    than one the PSS of each, which splits the pages they share (the libraries) among them."""
+    peers = [
+        start_peer(
+            {**os.environ, **environment(arch, backend, dataset_path), "HTTP_PORT": "0", "PEER_INDEX": str(i)}
+        )
+        for i in range(together)
+    ]
     try:
-        info = wait_trained(port_of, rounds, time.monotonic() + 900)
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        return {
-            "architecture": info["model"],
-            "trainings": info["trainings"],
+        infos = [wait_trained(port_of, rounds, time.monotonic() + 900) for _, port_of in peers]
+        smaps = [Path(f"/proc/{process.pid}/smaps").read_text() for process, _ in peers]
+        status = Path(f"/proc/{peers[0][0].pid}/status").read_text()
+        run = {
+            "architecture": infos[0]["model"],
+            "trainings": infos[0]["trainings"],
+            "published": infos[0]["published"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
+            "rss_by_mapping": smaps_breakdown(smaps[0]),
         }
+        if together > 1:
+            run["together"] = together
+            run["pss_mb_each"] = [smaps_breakdown(text)["pss_mb"] for text in smaps]
+        return run
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for process, _ in peers:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in peers:
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def measure_image(
@@ -156,6 +236,7 @@ def measure_image(
         return {
             "architecture": info["model"],
             "trainings": info["trainings"],
+            "published": info["published"],
             "rss_mb": status_mb(status, "VmRSS"),
             "peak_rss_mb": status_mb(status, "VmHWM"),
             "image": image,
@@ -208,6 +289,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="training rounds before measuring")
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--backends", nargs="*", choices=["numpy", "tflite"], default=["numpy", "tflite"])
+    parser.add_argument(
+        "--together", type=int, default=1, help="run this many peers at once (natively); lists each one's PSS"
+    )
     parser.add_argument("--image", help="measure inside this image (podman) instead of natively")
     parser.add_argument("--platform", default="linux/amd64", help="the image's platform (with --image)")
     parser.add_argument(
@@ -226,7 +310,7 @@ def main() -> None:
                 if args.image:
                     run = measure_image(arch, backend, dataset_path, args.rounds, args.image, args.platform)
                 else:
-                    run = measure_native(arch, backend, dataset_path, args.rounds)
+                    run = measure_native(arch, backend, dataset_path, args.rounds, args.together)
                 run["peers_per_4gb_pi"] = peers_on_a_pi(run["peak_rss_mb"], kubo["peak_rss_mb"])
                 results[arch][backend] = run
                 print(json.dumps({arch: {backend: run}}), file=sys.stderr, flush=True)
@@ -239,6 +323,8 @@ def main() -> None:
                 "benchmark": "peer_footprint",
                 "where": f"{args.image} ({args.platform})" if args.image else "native",
                 "rounds": args.rounds,
+                "training_interval": TRAINING_INTERVAL,
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "kubo": kubo,
                 "pi": {"ram_mb": PI_RAM_MB, "reserved_mb": PI_RESERVED_MB},
                 "results": results,

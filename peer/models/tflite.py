@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from peer.memory import drop_file_pages
 from peer.models.base import Metrics, ModelError, TrainParams, Weights, WeightSpec
 from peer.models.numpy_nets import check_params, cross_entropy_per_sample
 from peer.models.tflite_layout import MODELS_DIR, TFLITE_ARCHS, NumpyTwin, signature_name, weight_name
@@ -91,6 +92,10 @@ class TFLiteModel:
         self._check_layout(signatures)
         self.train_batch = int(self._input_shape("train", "x")[0])
         self._lock = threading.Lock()
+        # The first call runs the file's CALL_ONCE init, which copies the variables' initial values (zeros, a
+        # whole weight set) out of the mapped file; they are never read again, so their pages are dropped.
+        self._runners["get_weights"]()
+        drop_file_pages(self.path)
 
     # --- start-up validation ---------------------------------------------------------------------------
     def _input_shape(self, signature: str, name: str) -> tuple[int, ...]:

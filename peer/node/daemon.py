@@ -43,6 +43,7 @@ from peer.data import load_dataset, peer_data
 from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsError
 from peer.learning.learner import Reference
+from peer.memory import release_freed_memory
 from peer.metrics import PeerMetrics
 from peer.models import Model
 from peer.node.announcement import MAX_ANNOUNCED_TIPS, Announcement
@@ -349,6 +350,9 @@ class PeerDaemon:
             log.warning("training round %d failed: %s: %s", tick, type(error).__name__, error)
             self.last_round = RoundInfo(tick=tick, error=f"{type(error).__name__}: {error}")
             return
+        finally:
+            # a round frees weight-sized blocks (copies, gradients, activations) that glibc would keep
+            await asyncio.to_thread(release_freed_memory)
         self.reference = outcome.reference
         published = peer.published[-1].id if outcome.publish and peer.published else None
         self.last_round = RoundInfo(

@@ -1,0 +1,79 @@
+"""peer.memory on this (glibc, Linux) machine: freed heap pages and read-only file pages leave the process."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import mmap
+from pathlib import Path
+
+import pytest
+
+from peer.memory import drop_file_pages, read_only_mappings, release_freed_memory, resident_kb
+
+MB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dropped_pages_of_a_read_only_mapping_leave_the_process_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    content = bytes(range(256)) * (16 * MB // 256)
+    path.write_bytes(content)
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert bytes(mapped) == content  # every page touched
+        assert resident_kb(path) > 15 * 1024
+        assert len(read_only_mappings(path)) == 1
+        assert drop_file_pages(path) >= len(content)
+        assert resident_kb(path) < 1024
+        assert bytes(mapped) == content  # read back from the file
+
+
+def test_writable_mappings_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"\0" * MB)
+    with path.open("r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
+        mapped[:5] = b"dirty"
+        assert read_only_mappings(path) == []
+        assert drop_file_pages(path) == 0
+        assert mapped[:5] == b"dirty"
+
+
+def test_freed_heap_memory_goes_back_to_the_system() -> None:
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    # 64 kB blocks come from the heap (below glibc's mmap threshold); the last one stays allocated, so the
+    # freed ones are not at the top of the heap, where free() alone would return them
+    blocks = [libc.malloc(64 * 1024) for _ in range(1024)]
+    for block in blocks:
+        ctypes.memset(block, 1, 64 * 1024)
+    for block in blocks[:-1]:
+        libc.free(block)
+    try:
+        before = resident_kb()
+        if not release_freed_memory():
+            pytest.fail("no malloc_trim: this test expects glibc (Debian)")
+        assert before - resident_kb() > 48 * 1024
+    finally:
+        libc.free(blocks[-1])
+
+
+def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("peer_footprint", REPO / "benchmarks/peer_footprint.py")
+    assert spec is not None
+    assert spec.loader is not None
+    footprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(footprint)
+    import numpy as np
+
+    assert np.ones(1).sum() == 1  # numpy's libraries are mapped and used
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"\1" * 4 * MB)
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert sum(mapped[::4096]) == 1024  # one byte a page: every page resident
+        got = footprint.smaps_breakdown(Path("/proc/self/smaps").read_text())
+    assert got["tflite_model_file_mb"] >= 4.0  # and the models other tests in this process still map
+    assert min(got["numpy_libs_mb"], got["anonymous_mb"], got["other_files_mb"]) > 1
+    resident = sum(value for key, value in got.items() if key not in ("pss_mb", "uss_mb"))
+    assert got["uss_mb"] <= got["pss_mb"] <= resident + 0.5
