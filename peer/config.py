@@ -84,6 +84,13 @@ class LearningSettings(BaseSettings):
         ge=1,
         description="never build on a model whose local loss exceeds this multiple of the genesis model's",
     )
+    plausible_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="build only on models that beat the untrained genesis model on the peer's own data by "
+        "this much: accuracy higher by it, or loss lower by this share (0: no bar)",
+    )
     tip_selector: Literal["weighted", "accuracy"] = Field(
         "weighted", description="IOTA weighted random walk, or the accuracy-biased walk"
     )

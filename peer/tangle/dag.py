@@ -92,9 +92,10 @@ class Tangle:
         """The transaction and everything that approves it."""
         return self._cone(tx_id, self._approvers.__getitem__, lambda _t: True)
 
-    def window(self, depth: int) -> list[str]:
-        """Transactions at most `depth` heights below the highest tip, lowest first."""
-        start = max(0, self.max_height - depth)
+    def window(self, depth: int, *, top: int | None = None) -> list[str]:
+        """Transactions at most `depth` heights below the highest tip (or below height `top`, and everything
+        above it), lowest first."""
+        start = max(0, (self.max_height if top is None else min(top, self.max_height)) - depth)
         return [t for h in range(start, self.max_height + 1) for t in self._by_height[h]]
 
     # --- insertion ---------------------------------------------------------------------------------------
