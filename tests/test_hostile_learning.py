@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from peer.backends.memory import MemoryStorage
-from peer.config import LearningSettings, parse
+from peer.backends.memory import MemoryBroker, MemoryStorage
+from peer.config import LearningSettings, PeerSettings, parse
 from peer.data import load_dataset, peer_data
 from peer.learning.learner import Learner
 from peer.learning.weights_source import WeightsSource
 from peer.models import create_model
+from peer.models.base import TrainParams
 from peer.models.weights import encode_weights
-from peer.node.peer import Genesis, make_genesis, max_weights_bytes, store_genesis
+from peer.node.peer import Genesis, Peer, make_genesis, max_weights_bytes, store_genesis
+from peer.node.pinning import PinWindow
 from peer.tangle.dag import Tangle
 from peer.tangle.transaction import MAX_PARENTS, decode_transaction, encode_transaction
 
@@ -143,3 +145,56 @@ def test_a_cheap_chain_on_top_does_not_capture_the_reference(attacked: tuple[flo
     top = w.learners[0].last_top
     assert top is not None
     assert top < w.tangle.max_height - CHAIN + 2
+
+
+# --- finding 4: what the pinning window pins ---------------------------------------------------------------
+async def _pin_window_under_attack() -> None:
+    settings: PeerSettings = parse(
+        PeerSettings, env=False, model="mlp", storage="memory", message_broker="memory", peer_index=0,
+        particle_depth_min=1, particle_depth_max=2, pin_window=4,
+    )  # fmt: skip
+    dataset = load_dataset("digits")
+    model = create_model("mlp", dataset.input_shape, dataset.num_classes)
+    genesis = make_genesis(model, 0)
+    storage = MemoryStorage()
+    await store_genesis(storage, genesis)
+    data = peer_data(dataset, 0, PEERS, seed=0)
+    peer = Peer(
+        author="honest", model=model, data=data, settings=settings, storage=storage,
+        broker=MemoryBroker().connect("honest"), genesis=genesis, clock=lambda: 0.0,
+    )  # fmt: skip
+    window = PinWindow(
+        peer.tangle, storage, settings.pin_depth, vet=peer.usable_weights, top=lambda: peer.learner.last_top
+    )
+
+    async def add(parents: list[str], weights_cid: str, author: str) -> str:
+        cid, block = encode_transaction(
+            parents=parents, weights=weights_cid, model=model.architecture, author=author, created=0
+        )
+        await storage.put_transaction(cid, block)
+        peer.guard.add(decode_transaction(cid, block))
+        return cid
+
+    rng = np.random.default_rng(0)
+    weights, honest, tip = genesis.weights, [], genesis.transaction.id
+    for _ in range(3):  # a short honest chain of trained models
+        weights = model.train(weights, data.train_x, data.train_y, TrainParams(), rng)
+        honest.append(await storage.put_weights(encode_weights(weights)))
+        tip = await add([tip], honest[-1], "honest")
+    # 3 times the size a peer accepts, valid weights otherwise: the attacker's disk filler
+    big = await storage.put_weights(os.urandom(3 * peer.max_weights_bytes))
+    await add([tip], big, "attacker")
+    chain = tip
+    for _ in range(3 * settings.pin_window):  # genesis copies piled far above the pin window
+        chain = await add([chain], genesis.transaction.weights, "attacker")
+    await peer.reference(rng)  # the learner finds the highest usable height, as every round does
+    await window.update()
+    assert big not in storage.pins  # never pinned
+    assert "exceed the limit" in peer.weights.unusable[big]  # and remembered, so never fetched again
+    assert set(honest) <= window.weights  # the window hangs from the honest top, not the chain's
+    assert window.refused >= 1
+
+
+def test_the_pin_window_pins_only_vetted_weights_below_the_usable_top() -> None:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    asyncio.run(_pin_window_under_attack())

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from peer.backends.base import ContentTooLarge
 from peer.bounded import LruDict
 from peer.models.base import Weights, WeightSpec
 from peer.models.weights import WeightsError, decode_weights, weights_nbytes
@@ -79,8 +80,8 @@ class WeightsSource:
             data = self._fetch(weights_id)
             self.fetched_bytes += len(data)
             weights = decode_weights(data, self._spec, max_bytes=self._max_bytes)
-        except WeightsError as error:
-            # invalid content never becomes valid: remember it
+        except (WeightsError, ContentTooLarge) as error:
+            # invalid or oversized content never becomes usable: remember it
             with self._lock:
                 self._unusable[weights_id] = f"invalid: {error}"
             raise WeightsUnavailable(weights_id, f"invalid: {error}") from error

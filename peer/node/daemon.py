@@ -202,7 +202,9 @@ class PeerDaemon:
             metrics=instruments,
         )
         self.peer, self.broker = peer, broker
-        window = self.window = PinWindow(peer.tangle, storage, s.pin_depth)
+        window = self.window = PinWindow(
+            peer.tangle, storage, s.pin_depth, vet=peer.usable_weights, top=lambda: peer.learner.last_top
+        )
 
         def inserted(tx: Any) -> None:
             instruments.inserted(tx)

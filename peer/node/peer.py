@@ -19,7 +19,7 @@ from peer.data.dataset import PeerData
 from peer.ipld import unixfs_file_cid
 from peer.learning.genesis import GENESIS_AUTHOR, genesis_weights, topic_for
 from peer.learning.learner import Learner, Reference, RoundOutcome
-from peer.learning.weights_source import WeightsSource
+from peer.learning.weights_source import WeightsSource, WeightsUnavailable
 from peer.metrics import PeerInstruments
 from peer.models.base import Model, Weights
 from peer.models.weights import encode_weights, weights_nbytes
@@ -189,6 +189,19 @@ class Peer:
         # publish last: once announced, others may fetch it, so it must be stored first
         await self.broker.publish(self.topic, Announcement(cid, tuple(self.tangle.tips[-8:])).encode())
         return tx
+
+    async def usable_weights(self, weights_id: str) -> bool:
+        """Whether weights may be pinned: fetched within the size limit (the declared size is checked
+        before any content is read), checked against their CID and decoded; what fails is remembered as
+        unusable, so it is neither fetched nor pinned again (the pinning window's `vet`)."""
+        if self.weights.holds(weights_id):
+            return True
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.weights.get, weights_id)
+        except WeightsUnavailable:
+            return False
+        return True
 
     def _fetch_weights_blocking(self, weights_id: str) -> bytes:
         """Called on the training thread: the fetch itself runs on the event loop."""

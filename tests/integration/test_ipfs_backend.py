@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from peer.backends.base import BlockNotFound
+from peer.backends.base import ContentTooLarge
 from peer.backends.ipfs import IpfsStorage
 from peer.ipfs import IpfsClient
 from peer.ipld import UNIXFS_CHUNK, UNIXFS_MAX_LINKS, unixfs_file_cid
@@ -32,7 +32,7 @@ async def test_storage_round_trip_across_nodes(ipfs_a: IpfsClient, ipfs_b: IpfsC
     weights_cid = await a.put_weights(weights)
     assert weights_cid == unixfs_file_cid(weights)
     assert await b.get_weights(weights_cid, max_bytes=len(weights)) == weights
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(ContentTooLarge):  # final: declared over the limit, nothing fetched
         await b.get_weights(weights_cid, max_bytes=len(weights) - 1)
 
     cid, block = encode_transaction(
