@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,7 @@ log = logging.getLogger("peer.daemon")
 ACTIVITY, TRAIN = 3, 0  # purposes of the random streams (as in the lab)
 MAX_CONCURRENT_INTAKE = 32
 READY_BACKOFF = Backoff(0.5, 10.0)  # waiting for the IPFS node beside us at start-up
+RECENT_ROUNDS = 100  # rounds shown in /api/peer: publishing per round, not per wall-clock second
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -86,6 +88,7 @@ class PeerDaemon:
         self.ticks = 0
         self.trainings = 0
         self.last_round: dict[str, Any] = {}
+        self.recent_rounds: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
         self.reference: Reference | None = None
         self.client: IpfsClient | None = None
         self.author = ""
@@ -340,6 +343,7 @@ class PeerDaemon:
         except Exception as error:
             log.warning("training round %d failed: %s: %s", tick, type(error).__name__, error)
             self.last_round = {"tick": tick, "error": f"{type(error).__name__}: {error}"}
+            self.recent_rounds.append(self.last_round)
             return
         self.reference = outcome.reference
         published = peer.published[-1].id if outcome.publish and peer.published else None
@@ -352,6 +356,7 @@ class PeerDaemon:
             "accuracy": outcome.metrics.accuracy if outcome.metrics else None,
             "referenceAccuracy": outcome.reference.metrics.accuracy,
         }
+        self.recent_rounds.append(self.last_round)
         log.info(
             "round %d: reference accuracy %.3f, %s (%s)",
             tick,
@@ -423,6 +428,7 @@ class DaemonApiSource:
             "ticks": d.ticks,
             "trainings": d.trainings,
             "lastRound": d.last_round,
+            "recentRounds": list(d.recent_rounds),
             "referenceAccuracy": d.reference.metrics.accuracy if d.reference else None,
             "reference": d.reference.transactions if d.reference else [],
             "received": p.builder.received,
