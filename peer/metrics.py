@@ -69,6 +69,7 @@ REJECT_REASONS = (
     "bad_encoding",
     "bad_metrics",
     "bad_schema",
+    "bad_signature",
     "bad_tag",
     "bad_time",
     "bad_version",

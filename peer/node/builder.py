@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from peer.backends.base import BlockNotFound, Message, Storage
@@ -26,7 +26,13 @@ from peer.bounded import LruDict
 from peer.node.announcement import decode_announcement
 from peer.node.guard import TangleGuard
 from peer.retry import Backoff, retry
-from peer.tangle.transaction import MAX_TRANSACTION_BYTES, InvalidTransaction, Transaction, decode_transaction
+from peer.tangle.transaction import (
+    MAX_TRANSACTION_BYTES,
+    InvalidTransaction,
+    Transaction,
+    decode_transaction,
+    signed_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,8 @@ class TangleBuilder:
         self.clock = clock
         self.rate_limit = rate_limit
         self.monotonic = monotonic
+        # (author, signature, payload) -> valid?; None: signatures are not required (the lab's own peers)
+        self.verify_signature: Callable[[str, bytes, bytes], Awaitable[bool]] | None = None
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight: dict[str, asyncio.Future[Transaction]] = {}
         self._unreachable: LruDict[str, float] = LruDict(REMEMBERED_CIDS)  # CID -> monotonic time to retry
@@ -103,10 +111,16 @@ class TangleBuilder:
         self._timeouts: deque[float] = deque()  # monotonic times of fetch timeouts (the last minute)
 
     def open_network(
-        self, *, fetch_timeout: float | None, clock: Callable[[], float], max_concurrency: int
+        self,
+        *,
+        fetch_timeout: float | None,
+        clock: Callable[[], float],
+        max_concurrency: int,
+        verify_signature: Callable[[str, bytes, bytes], Awaitable[bool]] | None,
     ) -> None:
         """The daemon's settings: senders are strangers (a per-sender rate, `created` against `clock`, one
-        deadline per CID); the lab's own peers keep the defaults."""
+        deadline per CID, every transaction signed by its author); the lab's own peers keep the defaults."""
+        self.verify_signature = verify_signature
         self.fetch_timeout = fetch_timeout
         self.clock = clock
         self.rate_limit = RateLimit()
@@ -172,6 +186,12 @@ class TangleBuilder:
                         if self._remembered_unreachable(parent):
                             return False
                         next_level.append(parent)
+            if self.verify_signature is not None:
+                checks = [self._signature_error(fetched[c]) for c in level]
+                for error in await asyncio.gather(*checks):
+                    if error is not None:
+                        self._reject(error.reason, error)
+                        return False
             level = next_level
         # parents first: reverse discovery order, then insert whatever became ready until nothing moves
         waiting = list(reversed(fetched.values()))
@@ -194,6 +214,27 @@ class TangleBuilder:
             self._in_flight[cid] = future
             future.add_done_callback(lambda _f: self._in_flight.pop(cid, None))
         return await asyncio.shield(future)
+
+    async def _signature_error(self, tx: Transaction) -> InvalidTransaction | None:
+        """None when `tx` carries its author's signature (or is our genesis); the rejection otherwise,
+        remembered: a block's signature never becomes valid."""
+        if tx.id == self.guard.tangle.genesis.id or self.verify_signature is None:
+            return None
+        error = self._invalid.get(tx.id)
+        if error is None:
+            try:
+                valid = bool(tx.signature) and await self.verify_signature(
+                    tx.author, tx.signature, signed_payload(tx)
+                )
+            except Exception as failure:  # kubo refuses an author that is no peer id: not its key either
+                log.info("signature of %s not verifiable: %s", tx.id, failure)
+                valid = False
+            if valid:
+                return None
+            what = "signed by another key" if tx.signature else "unsigned"
+            error = InvalidTransaction("bad_signature", f"{tx.id} claims author {tx.author} but is {what}")
+            self._invalid[tx.id] = error
+        return error
 
     def _remembered_unreachable(self, cid: str) -> bool:
         until = self._unreachable.get(cid)

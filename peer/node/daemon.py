@@ -214,8 +214,16 @@ class PeerDaemon:
             window.changed()
 
         peer.builder.on_insert = inserted
+        verify = None
+        if self.client is not None and s.storage == "ipfs":
+            # every transaction carries its author's signature by the author's kubo key (docs/peer.md)
+            peer.signer = self.client.key_sign
+            verify = self.client.key_verify
         peer.builder.open_network(
-            fetch_timeout=s.timeout, clock=time.time, max_concurrency=MAX_CONCURRENT_FETCHES
+            fetch_timeout=s.timeout,
+            clock=time.time,
+            max_concurrency=MAX_CONCURRENT_FETCHES,
+            verify_signature=verify,
         )
         log.info(
             "peer %d (%s) on %s: model %s, genesis %s, topic %s",

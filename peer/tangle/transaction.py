@@ -50,7 +50,10 @@ __all__ = [
     "cid_for",
     "decode_transaction",
     "encode_transaction",
+    "signed_payload",
 ]
+
+SIGNATURE_BYTES = 64  # ed25519, the key type of every kubo identity since 0.13
 
 
 class InvalidTransaction(ValueError):
@@ -72,6 +75,8 @@ class Transaction:
     tag: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     version: int = TRANSACTION_VERSION
+    # the author's libp2p key signed `signed_payload` (empty: unsigned, as in the lab and the genesis)
+    signature: bytes = b""
 
     @property
     def is_genesis(self) -> bool:
@@ -96,6 +101,12 @@ def canonical_transaction_cid(cid: str) -> str:
         raise InvalidTransaction(error.reason, str(error)) from error
 
 
+def signed_payload(tx: Transaction) -> bytes:
+    """The bytes `tx.signature` must sign: its block without the signature, re-encoded canonically."""
+    created_ms = round(tx.created * 1000)
+    return encode_dag_cbor(_wire(tx.parents, tx.weights, tx.model, tx.author, created_ms, tx.tag, tx.metrics))
+
+
 def encode_transaction(
     *,
     parents: tuple[str, ...] | list[str],
@@ -105,11 +116,14 @@ def encode_transaction(
     created: float,
     tag: str = "",
     metrics: Mapping[str, float] | None = None,
+    signature: bytes = b"",
 ) -> tuple[str, bytes]:
-    """Build the dag-cbor block of a new transaction; returns (cid, block)."""
+    """Build the dag-cbor block of a new transaction; returns (cid, block). `signature`: the author's
+    signature of the block built from the same fields without one (or none)."""
     for cid in (*parents, weights):
         cid_bytes(cid)  # only CIDv1 links
-    block = encode_dag_cbor(_wire(parents, weights, model, author, round(created * 1000), tag, metrics))
+    created_ms = round(created * 1000)
+    block = encode_dag_cbor(_wire(parents, weights, model, author, created_ms, tag, metrics, signature))
     cid = cid_for(block, CODEC_DAG_CBOR)
     # decoding our own block is cheap and guarantees that what we publish passes every peer's checks
     decode_transaction(cid, block)
@@ -124,9 +138,11 @@ def _wire(
     created_ms: int,
     tag: str,
     metrics: Mapping[str, float] | None,
+    signature: bytes = b"",
 ) -> dict[str, Any]:
     """The object as it is encoded: parents and weights are real links, so `ipfs dag export` follows them."""
-    return {
+    signed = {"sig": signature} if signature else {}
+    return signed | {
         "v": TRANSACTION_VERSION,
         "parents": [Link(p) for p in parents],
         "weights": Link(weights),
@@ -156,8 +172,11 @@ def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transa
     if not isinstance(obj, dict):
         raise InvalidTransaction("bad_schema", "transaction is not a map")
     expected = {"v", "parents", "weights", "model", "author", "created", "tag", "metrics"}
-    if set(obj) != expected:
-        raise InvalidTransaction("bad_schema", f"keys {sorted(obj)} != {sorted(expected)}")
+    if set(obj) - {"sig"} != expected:
+        raise InvalidTransaction("bad_schema", f"keys {sorted(obj)} != {sorted(expected)} (+ sig)")
+    signature = obj.get("sig", b"")
+    if "sig" in obj and (not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES):
+        raise InvalidTransaction("bad_schema", f"sig is not {SIGNATURE_BYTES} bytes")
     if obj["v"] != TRANSACTION_VERSION:
         raise InvalidTransaction("bad_version", f"version {obj['v']!r} is not {TRANSACTION_VERSION}")
     parents_raw = obj["parents"]
@@ -194,7 +213,7 @@ def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transa
         _check_metric(key, float(value))
     # libipld decodes a link and a byte string alike: only the canonical encoding of what was read, with
     # real links, is accepted, so a transaction has exactly one block (and one CID)
-    if encode_dag_cbor(_wire(parents, weights, model, author, created, tag, metrics_raw)) != block:
+    if encode_dag_cbor(_wire(parents, weights, model, author, created, tag, metrics_raw, signature)) != block:
         raise InvalidTransaction("bad_encoding", "not the canonical dag-cbor form (links must be tag 42)")
     return Transaction(
         id=cid,
@@ -205,6 +224,7 @@ def decode_transaction(cid: str, block: bytes, *, verify: bool = True) -> Transa
         created=created / 1000,
         tag=tag,
         metrics=metrics,
+        signature=signature,
     )
 
 

@@ -76,12 +76,17 @@ class Attacker(Participant):
         """Store any object as a dag-cbor block on the attacker's node; returns its CID."""
         return await self.put_block(encode_dag_cbor(obj))
 
-    async def crafted(self, *, announce: bool = True, **changes: Any) -> str:
-        """Store (and by default announce first-hand) a transaction with the given fields changed."""
+    async def signed(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """`obj` with the attacker's own key's signature (valid only when `obj`'s author is the attacker)."""
+        return {**obj, "sig": await self.sign(encode_dag_cbor(obj))}
+
+    async def crafted(self, *, announce: bool = True, sign: bool = True, **changes: Any) -> str:
+        """Store (and by default announce first-hand) a transaction with the given fields changed, signed
+        by the attacker's key unless `sign` is false."""
         me = await self.peer_id()
         weights = changes.pop("weights", None) or await self.genesis_weights()
         obj = self.fields(changes.pop("author", me), weights, **changes)
-        cid = await self.store(obj)
+        cid = await self.store(await self.signed(obj) if sign else obj)
         if announce:
             await self.announce_cids(cid)
         return cid
@@ -96,6 +101,7 @@ class Attacker(Participant):
                 obj = self.fields(me, weights, tag=f"flood-{i}")
                 if parents is not None:
                     obj["parents"] = [Link(p) for p in parents]
+                obj["sig"] = await client.key_sign(encode_dag_cbor(obj))
                 cid = await client.block_put(encode_dag_cbor(obj), codec="dag-cbor")
                 await client.pubsub_pub(self.topic, Announcement(cid, ()).encode())
                 cids.append(cid)
