@@ -252,14 +252,14 @@ class TangleBuilder:
             raise known_invalid
 
         async def fetch() -> Transaction:
-            async with self._semaphore:
-                block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
+            block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
             return self._validate(decode_transaction(cid, block))
 
         backoff = Backoff(self.retry_delay, self.retry_delay * 2 ** max(0, self.attempts - 2))
         try:
-            # one deadline for the CID however many tries fit in it: the cost docs/peer.md states
-            async with asyncio.timeout(self.fetch_timeout):
+            # one deadline for the CID however many tries fit in it (the cost docs/peer.md states); waiting
+            # for a fetch slot is not part of it, so CIDs that hang cannot time out the ones queued behind
+            async with self._semaphore, asyncio.timeout(self.fetch_timeout):
                 return await retry(fetch, backoff=backoff, retry_on=(BlockNotFound,), attempts=self.attempts)
         except InvalidTransaction as error:
             if error.reason != "bad_time":  # a transaction from the future may become acceptable
