@@ -292,3 +292,45 @@ def test_weights_that_do_not_hash_to_their_cid_are_unusable_for_good() -> None:
         now[0] += 31.0  # past the retry delay of an unreachable fetch
     assert calls == ["x"]
     assert source.unusable["x"].startswith("invalid")
+
+
+# --- the pinned-bytes gauge (finding 10) ----------------------------------------------------------
+class _PinClient:
+    """kubo's pin calls as a stand-in: each yields to the loop, so pins and unpins of one CID interleave."""
+
+    async def pin_add(self, cid: str, *, recursive: bool) -> list[str]:
+        await asyncio.sleep(0)
+        return [cid]
+
+    async def pin_rm(self, cid: str, *, recursive: bool) -> list[str]:
+        await asyncio.sleep(0)
+        return [cid]
+
+    async def file_size(self, cid: str) -> int:
+        await asyncio.sleep(0)
+        return 1000
+
+
+def test_pinned_bytes_never_go_negative_under_interleaved_pins() -> None:
+    import random
+
+    from peer.backends.ipfs import IpfsStorage
+
+    storage = IpfsStorage(_PinClient())  # type: ignore[arg-type]
+    weights = [cid_for(b"w%d" % i) for i in range(5)]
+    seen: list[int] = []
+    rng = random.Random(14)
+
+    async def churn() -> None:
+        async def one() -> None:
+            cid = rng.choice(weights)
+            await storage.pin([cid])
+            seen.append(storage.pinned_bytes)
+            await storage.unpin([cid, rng.choice(weights)])  # also one that may not be pinned
+            seen.append(storage.pinned_bytes)
+
+        await asyncio.gather(*(one() for _ in range(300)))
+
+    asyncio.run(churn())
+    assert min(seen) >= 0
+    assert storage.pinned_bytes == sum(storage.pinned_sizes.values()) == 1000 * len(storage.pinned_sizes)
