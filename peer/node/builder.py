@@ -4,22 +4,67 @@ The 2020 prototype fetched missing parents recursively and hit RecursionError at
 Here ancestors are resolved level by level with a worklist, fetches run with bounded concurrency, a CID
 already being fetched is awaited rather than fetched twice, and nothing is inserted before its whole past.
 Whatever is malformed is counted by reason and dropped; the builder never raises into the peer.
+
+Against hostile senders (docs/peer.md, "Defences against hostile peers: network intake"): a CID costs at most
+one `fetch_timeout` however often it is announced (a CID that timed out is remembered as unreachable for
+`unreachable_ttl` seconds, one that failed validation for good), the tips of an announcement resolve side by
+side, first-hand transactions and tips new to this peer are counted against the sender's token bucket, and
+`created` must not lie ahead of this peer's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Callable
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from peer.backends.base import BlockNotFound, Message, Storage
+from peer.bounded import LruDict
 from peer.node.announcement import decode_announcement
 from peer.node.guard import TangleGuard
 from peer.retry import Backoff, retry
-from peer.tangle.transaction import MAX_TRANSACTION_BYTES, InvalidTransaction, Transaction, decode_transaction
+from peer.tangle.transaction import (
+    MAX_TRANSACTION_BYTES,
+    InvalidTransaction,
+    Transaction,
+    decode_transaction,
+    signed_payload,
+)
 
 log = logging.getLogger(__name__)
+
+REMEMBERED_CIDS = 16_384  # unreachable and invalid CIDs remembered (each bounded: LRU)
+UNREACHABLE_TTL = 300.0  # seconds a CID that timed out is not fetched again
+MAX_CLOCK_SKEW = 300.0  # seconds a transaction's `created` may lie ahead of the receiver's clock
+MIN_CREATED = 1_577_836_800.0  # 2020-01-01: no transaction of this project is older (the genesis is 0)
+TIMEOUTS_WINDOW = 60.0  # seconds over which fetch timeouts are counted for /healthz
+
+
+@dataclass
+class RateLimit:
+    """A token bucket per PubSub sender: `burst` new transactions at once, then `per_second`."""
+
+    per_second: float = 2.0
+    burst: float = 64.0
+    senders: int = 4096  # buckets kept (LRU): a forgotten sender starts with a full bucket
+    clock: Callable[[], float] = time.monotonic
+    _buckets: LruDict[str, tuple[float, float]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._buckets = LruDict(self.senders)
+
+    def take(self, sender: str) -> bool:
+        now = self.clock()
+        tokens, last = self._buckets.get(sender) or (self.burst, now)
+        tokens = min(self.burst, tokens + (now - last) * self.per_second)
+        if tokens < 1.0:
+            self._buckets[sender] = (tokens, now)
+            return False
+        self._buckets[sender] = (tokens - 1.0, now)
+        return True
 
 
 class TangleBuilder:
@@ -33,7 +78,15 @@ class TangleBuilder:
         attempts: int = 3,
         retry_delay: float = 0.5,
         on_insert: Callable[[Transaction], None] | None = None,
+        fetch_timeout: float | None = None,
+        unreachable_ttl: float = UNREACHABLE_TTL,
+        clock: Callable[[], float] | None = None,
+        rate_limit: RateLimit | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`fetch_timeout`: seconds one CID may take in all (its retries included); `clock`: the wall clock
+        `created` is checked against (None: not checked, the lab's logical clock); `rate_limit`: per-sender
+        bucket for new transactions (None: unlimited, the lab's own peers)."""
         self.guard = guard
         self.storage = storage
         self.architecture = architecture
@@ -43,8 +96,42 @@ class TangleBuilder:
         self.rejected: Counter[str] = Counter()
         self.received = 0
         self.unresolved = 0
+        self.fetch_timeout = fetch_timeout
+        self.unreachable_ttl = unreachable_ttl
+        self.clock = clock
+        self.rate_limit = rate_limit
+        self.monotonic = monotonic
+        # (author, signature, payload) -> valid?; None: signatures are not required (the lab's own peers)
+        self.verify_signature: Callable[[str, bytes, bytes], Awaitable[bool]] | None = None
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight: dict[str, asyncio.Future[Transaction]] = {}
+        self._unreachable: LruDict[str, float] = LruDict(REMEMBERED_CIDS)  # CID -> monotonic time to retry
+        self._invalid: LruDict[str, InvalidTransaction] = LruDict(REMEMBERED_CIDS)
+        self.skipped_unreachable = 0  # announcements of a CID remembered as unreachable: cost nothing
+        self._timeouts: deque[float] = deque()  # monotonic times of fetch timeouts (the last minute)
+
+    def open_network(
+        self,
+        *,
+        fetch_timeout: float | None,
+        clock: Callable[[], float],
+        max_concurrency: int,
+        verify_signature: Callable[[str, bytes, bytes], Awaitable[bool]] | None,
+    ) -> None:
+        """The daemon's settings: senders are strangers (a per-sender rate, `created` against `clock`, one
+        deadline per CID, every transaction signed by its author); the lab's own peers keep the defaults."""
+        self.verify_signature = verify_signature
+        self.fetch_timeout = fetch_timeout
+        self.clock = clock
+        self.rate_limit = RateLimit()
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    def recent_timeouts(self) -> int:
+        """Fetches that hit `fetch_timeout` in the last TIMEOUTS_WINDOW seconds (/healthz)."""
+        horizon = self.monotonic() - TIMEOUTS_WINDOW
+        while self._timeouts and self._timeouts[0] < horizon:
+            self._timeouts.popleft()
+        return len(self._timeouts)
 
     async def on_message(self, message: Message) -> None:
         self.received += 1
@@ -53,15 +140,27 @@ class TangleBuilder:
         except InvalidTransaction as error:
             self._reject(error.reason, error)
             return
+        wanted: list[tuple[str, str | None]] = []
         if announcement.transaction is not None:
-            await self.resolve(announcement.transaction, author=message.sender)
-        for tip in announcement.tips:
-            await self.resolve(tip)
+            wanted.append((announcement.transaction, message.sender))
+        wanted += [(tip, None) for tip in announcement.tips if tip != announcement.transaction]
+        admitted = []
+        for cid, author in wanted:
+            if self.guard.knows(cid):
+                continue
+            if self.rate_limit is not None and not self.rate_limit.take(message.sender):
+                self._reject("rate_limited", f"{cid} from {message.sender}: over its rate")
+                continue
+            admitted.append(self.resolve(cid, author=author))
+        # side by side: one slow CID does not hold up the others of the announcement
+        await asyncio.gather(*admitted)
 
     async def resolve(self, cid: str, *, author: str | None = None) -> bool:
         """Bring `cid` and its whole past into the tangle; `author` is checked on first-hand announcements."""
         if cid in self.guard.tangle or self.guard.is_queued(cid):
             return True
+        if self._remembered_unreachable(cid):
+            return False
         fetched: dict[str, Transaction] = {}
         level = [cid]
         while level:
@@ -84,7 +183,15 @@ class TangleBuilder:
                 for parent in result.parents:
                     known = parent in self.guard.tangle or self.guard.is_queued(parent)
                     if not known and parent not in fetched and parent not in next_level:
+                        if self._remembered_unreachable(parent):
+                            return False
                         next_level.append(parent)
+            if self.verify_signature is not None:
+                checks = [self._signature_error(fetched[c]) for c in level]
+                for error in await asyncio.gather(*checks):
+                    if error is not None:
+                        self._reject(error.reason, error)
+                        return False
             level = next_level
         # parents first: reverse discovery order, then insert whatever became ready until nothing moves
         waiting = list(reversed(fetched.values()))
@@ -108,14 +215,60 @@ class TangleBuilder:
             future.add_done_callback(lambda _f: self._in_flight.pop(cid, None))
         return await asyncio.shield(future)
 
+    async def _signature_error(self, tx: Transaction) -> InvalidTransaction | None:
+        """None when `tx` carries its author's signature (or is our genesis); the rejection otherwise,
+        remembered: a block's signature never becomes valid."""
+        if tx.id == self.guard.tangle.genesis.id or self.verify_signature is None:
+            return None
+        error = self._invalid.get(tx.id)
+        if error is None:
+            try:
+                valid = bool(tx.signature) and await self.verify_signature(
+                    tx.author, tx.signature, signed_payload(tx)
+                )
+            except Exception as failure:  # kubo refuses an author that is no peer id: not its key either
+                log.info("signature of %s not verifiable: %s", tx.id, failure)
+                valid = False
+            if valid:
+                return None
+            what = "signed by another key" if tx.signature else "unsigned"
+            error = InvalidTransaction("bad_signature", f"{tx.id} claims author {tx.author} but is {what}")
+            self._invalid[tx.id] = error
+        return error
+
+    def _remembered_unreachable(self, cid: str) -> bool:
+        until = self._unreachable.get(cid)
+        if until is None:
+            return False
+        if self.monotonic() >= until:
+            del self._unreachable[cid]
+            return False
+        self.skipped_unreachable += 1
+        return True
+
     async def _fetch_with_retries(self, cid: str) -> Transaction:
+        known_invalid = self._invalid.get(cid)
+        if known_invalid is not None:  # content never changes: the same verdict, without another fetch
+            raise known_invalid
+
         async def fetch() -> Transaction:
-            async with self._semaphore:
-                block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
+            block = await self.storage.get_transaction(cid, max_bytes=MAX_TRANSACTION_BYTES)
             return self._validate(decode_transaction(cid, block))
 
         backoff = Backoff(self.retry_delay, self.retry_delay * 2 ** max(0, self.attempts - 2))
-        return await retry(fetch, backoff=backoff, retry_on=(BlockNotFound,), attempts=self.attempts)
+        try:
+            # one deadline for the CID however many tries fit in it (the cost docs/peer.md states); waiting
+            # for a fetch slot is not part of it, so CIDs that hang cannot time out the ones queued behind
+            async with self._semaphore, asyncio.timeout(self.fetch_timeout):
+                return await retry(fetch, backoff=backoff, retry_on=(BlockNotFound,), attempts=self.attempts)
+        except InvalidTransaction as error:
+            if error.reason != "bad_time":  # a transaction from the future may become acceptable
+                self._invalid[cid] = error
+            raise
+        except (BlockNotFound, TimeoutError):
+            self._unreachable[cid] = self.monotonic() + self.unreachable_ttl
+            self._timeouts.append(self.monotonic())
+            raise
 
     def _validate(self, tx: Transaction) -> Transaction:
         if tx.model != self.architecture:
@@ -124,6 +277,12 @@ class TangleBuilder:
             )
         if tx.is_genesis and tx.id != self.guard.tangle.genesis.id:
             raise InvalidTransaction("foreign_genesis", f"{tx.id} has no parents but is not our genesis")
+        if self.clock is not None and not tx.is_genesis:
+            now = self.clock()
+            if not MIN_CREATED <= tx.created <= now + MAX_CLOCK_SKEW:
+                raise InvalidTransaction(
+                    "bad_time", f"{tx.id} created at {tx.created:.0f}, this peer's clock says {now:.0f}"
+                )
         return tx
 
     def _reject(self, reason: str, detail: object) -> None:

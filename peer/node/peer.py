@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,6 +141,8 @@ class Peer:
         self.published: deque[Transaction] = deque(maxlen=RECENT_PUBLISHED)
         self.published_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # signs each transaction's unsigned block with the author's key (the daemon: its kubo node's key)
+        self.signer: Callable[[bytes], Awaitable[bytes]] | None = None
 
     # --- intake ------------------------------------------------------------------------------------------
     async def run_intake(self) -> None:
@@ -170,7 +173,8 @@ class Peer:
         data = await asyncio.to_thread(encode_weights, weights)
         weights_cid = await self.storage.put_weights(data)
         self.weights.put(weights_cid, weights)
-        cid, block = encode_transaction(
+        make = functools.partial(
+            encode_transaction,
             parents=parents,
             weights=weights_cid,
             model=self.model.architecture,
@@ -179,6 +183,9 @@ class Peer:
             tag=self.tag,
             metrics=metrics,
         )
+        cid, block = make()
+        if self.signer is not None:  # the unsigned block is what the author signs
+            cid, block = make(signature=await self.signer(block))
         await self.storage.put_transaction(cid, block)
         tx = decode_transaction(cid, block, verify=False)
         if self.shared is None:  # a shared tangle gets it with the round's delivery, in peer order
