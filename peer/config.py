@@ -76,7 +76,7 @@ class LearningSettings(BaseSettings):
     reference_depth: int | None = Field(
         None,
         ge=1,
-        description="the reference counts confidence within this many heights below the highest tip "
+        description="the reference counts confidence within this many heights below the highest usable tip "
         "(default: the walk window, PARTICLE_DEPTH_MAX)",
     )
     plausible_loss_factor: float = Field(
@@ -372,7 +372,7 @@ class PeerSettings(LearningSettings):
     pin_window: int | None = Field(
         None,
         ge=1,
-        description="weights of transactions this many heights below the highest tip stay pinned "
+        description="weights of transactions this many heights below the highest usable tip stay pinned "
         "(default: twice the walk window; all with ENTRY=genesis)",
     )
     reannounce_interval: float = Field(
