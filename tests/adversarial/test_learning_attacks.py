@@ -30,7 +30,7 @@ from peer.node.peer import max_weights_bytes
 
 from .conftest import RATE_TOLERANCE, HonestNetwork
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.adversarial]
 
 # the publish rule the finding-2 stall needs (the shared defaults publish every round), and a learning rate
 # low enough that the models still improve through the whole module: then an honest peer publishes about
