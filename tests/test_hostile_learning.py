@@ -31,6 +31,7 @@ PEERS = 3
 WARM_ROUNDS = 12
 ROUNDS = 6  # measured before and after each attack
 CHAIN = 25  # the finding's chain length
+PIN_WINDOW = 4  # heights of weights pinned in the pinning test
 
 
 @dataclass
@@ -151,7 +152,7 @@ def test_a_cheap_chain_on_top_does_not_capture_the_reference(attacked: tuple[flo
 async def _pin_window_under_attack() -> None:
     settings: PeerSettings = parse(
         PeerSettings, env=False, model="mlp", storage="memory", message_broker="memory", peer_index=0,
-        particle_depth_min=1, particle_depth_max=2, pin_window=4,
+        particle_depth_min=1, particle_depth_max=2, pin_window=PIN_WINDOW,
     )  # fmt: skip
     dataset = load_dataset("digits")
     model = create_model("mlp", dataset.input_shape, dataset.num_classes)
@@ -185,7 +186,7 @@ async def _pin_window_under_attack() -> None:
     big = await storage.put_weights(os.urandom(3 * peer.max_weights_bytes))
     await add([tip], big, "attacker")
     chain = tip
-    for _ in range(3 * settings.pin_window):  # genesis copies piled far above the pin window
+    for _ in range(3 * PIN_WINDOW):  # genesis copies piled far above the pin window
         chain = await add([chain], genesis.transaction.weights, "attacker")
     await peer.reference(rng)  # the learner finds the highest usable height, as every round does
     await window.update()

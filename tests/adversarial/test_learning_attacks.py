@@ -105,7 +105,11 @@ async def _repo_sizes(network: HonestNetwork) -> list[int]:
 def _land(network: HonestNetwork, cid: str) -> None:
     """Until every honest peer holds `cid` (and so its whole past): the attack has landed."""
     for peer in network.peers:
-        wait_for(f"{peer.name} to hold {cid}", lambda p=peer: cid in p.transactions(), timeout=90)
+
+        def holds(p: PeerProcess = peer) -> bool:
+            return cid in p.transactions()
+
+        wait_for(f"{peer.name} to hold {cid}", holds, timeout=90)
 
 
 def _attacked(network: HonestNetwork, baseline: Window, first: Any, attack: Any, hostile: set[str]) -> int:
