@@ -162,6 +162,21 @@ def test_an_unreachable_cid_costs_one_deadline_once() -> None:
     assert builder.recent_timeouts() == 1
 
 
+def test_an_unreachable_cid_waits_longer_after_every_miss() -> None:
+    lost = cid_for(b"gone", CODEC_DAG_CBOR)
+    storage = CountingStorage({lost})
+    now = [0.0]
+    builder, _, _ = _builder(storage, fetch_timeout=0.01, attempts=1, monotonic=lambda: now[0])
+    fetched_at = []
+    for second in range(0, 80):
+        now[0] = float(second)
+        before = len(storage.fetches)
+        asyncio.run(builder.on_message(Message("x", Announcement(None, (lost,)).encode())))
+        if len(storage.fetches) > before:
+            fetched_at.append(second)
+    assert fetched_at == [0, 10, 30, 70]  # waits of 10, 20, 40 s (capped at 5 minutes)
+
+
 def test_the_tips_of_one_announcement_resolve_side_by_side() -> None:
     lost = [cid_for(b"lost %d" % i, CODEC_DAG_CBOR) for i in range(16)]
     storage = CountingStorage(set(lost))

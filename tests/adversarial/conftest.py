@@ -111,6 +111,7 @@ class HonestNetwork:
 
     def assert_rate_kept(self, attacked: Rates, tolerance: float = RATE_TOLERANCE) -> None:
         base = self.baseline
+        print(f"rates without attack: {base}\nrates under attack:    {attacked}")  # shown with -s or -rP
         for name in attacked.published:
             for what, now, before in (
                 ("published", attacked.published[name], base.published[name]),
