@@ -5,19 +5,6 @@
 set -euo pipefail
 
 version="${1:-${TF_VERSION:-2.21.0}}"
-cache="${LEARNING_TANGLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/learning-tangle}"
-venv="$cache/tf-venv/$version"
-python="$venv/bin/python"
-
-if [ -x "$python" ] && "$python" -c 'import tensorflow, safetensors' >/dev/null 2>&1; then
-  echo "$python"
-  exit 0
-fi
-base="$(command -v python3.11 || command -v python3)"
-echo "installing tensorflow-cpu $version into $venv (about 1.6 GB, once)" >&2
-rm -rf "$venv"
-"$base" -m venv "$venv"
-"$python" -m pip install --quiet --upgrade pip >&2
 # safetensors: the build imports the peer's model package for the layouts
-"$python" -m pip install --quiet "tensorflow-cpu==$version" safetensors >&2
-echo "$python"
+exec "$(dirname "$0")/cached-venv.sh" "tf-venv/$version" "tensorflow, safetensors" \
+  "tensorflow-cpu $version (about 1.6 GB)" "tensorflow-cpu==$version" safetensors

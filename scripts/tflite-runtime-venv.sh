@@ -5,18 +5,5 @@
 set -euo pipefail
 
 version="${1:-2.14.0}"
-cache="${LEARNING_TANGLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/learning-tangle}"
-venv="$cache/tflite-runtime/$version"
-python="$venv/bin/python"
-
-if [ -x "$python" ] && "$python" -c 'import tflite_runtime.interpreter, numpy, safetensors' >/dev/null 2>&1; then
-  echo "$python"
-  exit 0
-fi
-base="$(command -v python3.11 || command -v python3)"
-echo "installing tflite-runtime $version into $venv (once)" >&2
-rm -rf "$venv"
-"$base" -m venv "$venv"
-"$python" -m pip install --quiet --upgrade pip >&2
-"$python" -m pip install --quiet "tflite-runtime==$version" "numpy==1.24.4" safetensors >&2
-echo "$python"
+exec "$(dirname "$0")/cached-venv.sh" "tflite-runtime/$version" "tflite_runtime.interpreter, numpy, safetensors" \
+  "tflite-runtime $version" "tflite-runtime==$version" "numpy==1.24.4" safetensors

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from peer.api.app import create_app, host_allowed
+from peer.api.schema import Health
 from peer.backends.base import Message
 from peer.backends.memory import MemoryStorage
 from peer.ipld import (
@@ -162,6 +163,21 @@ def test_an_unreachable_cid_costs_one_deadline_once() -> None:
     assert builder.recent_timeouts() == 1
 
 
+def test_an_unreachable_cid_waits_longer_after_every_miss() -> None:
+    lost = cid_for(b"gone", CODEC_DAG_CBOR)
+    storage = CountingStorage({lost})
+    now = [0.0]
+    builder, _, _ = _builder(storage, fetch_timeout=0.01, attempts=1, monotonic=lambda: now[0])
+    fetched_at = []
+    for second in range(0, 80):
+        now[0] = float(second)
+        before = len(storage.fetches)
+        asyncio.run(builder.on_message(Message("x", Announcement(None, (lost,)).encode())))
+        if len(storage.fetches) > before:
+            fetched_at.append(second)
+    assert fetched_at == [0, 10, 30, 70]  # waits of 10, 20, 40 s (capped at 5 minutes)
+
+
 def test_the_tips_of_one_announcement_resolve_side_by_side() -> None:
     lost = [cid_for(b"lost %d" % i, CODEC_DAG_CBOR) for i in range(16)]
     storage = CountingStorage(set(lost))
@@ -243,17 +259,8 @@ def test_every_transaction_needs_its_authors_signature_however_it_arrives() -> N
 
 # --- the API's Host check (finding 10) ------------------------------------------------------------
 class _Source:
-    def peers(self) -> list[str]:
-        return ["p"]
-
-    def transactions(self, peer: str | None, since: int) -> dict:
-        raise NotImplementedError
-
-    def peer_info(self, peer: str | None) -> dict:
-        return {"peer": "p"}
-
-    def health(self) -> tuple[bool, dict]:
-        return True, {}
+    def health(self) -> Health:
+        return Health(ok=True)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +279,7 @@ class _Source:
 def test_host_header(host: str, allowed: bool) -> None:
     assert host_allowed(host) is allowed
     client = TestClient(create_app(_Source()))  # type: ignore[arg-type]
-    response = client.get("/api/peer", headers={"Host": host})
+    response = client.get("/healthz", headers={"Host": host})
     assert response.status_code == (200 if allowed else 421)
 
 

@@ -81,9 +81,9 @@ def test_random_attackers_never_enter_the_reference() -> None:
         baseline="none", progress=False,
     )  # fmt: skip
     result = run_lab(settings)
-    malicious = {n["name"] for n in result.tangle["nodes"] if n["malicious"]}
+    malicious = {n.name for n in result.tangle.nodes if n.malicious}
     assert malicious, "the attacker published"
-    assert not malicious & set(result.tangle["reference"])
+    assert not malicious & set(result.tangle.reference)
 
 
 @pytest.mark.parametrize(

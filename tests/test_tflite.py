@@ -351,13 +351,13 @@ def test_a_mixed_lab_converges_like_a_numpy_lab() -> None:
     plain = run_lab(parse(LabSettings, env=False, model="mlp", **common))
     tflite_authors = {f"lab-peer-{i:03d}" for i in (1, 3, 5)}
     assert [mixed.settings.on_tflite(i) for i in range(6)] == [False, True] * 3
-    nodes = {n["name"]: n for n in mixed.tangle["nodes"]}
-    published = {n["peer"] for n in nodes.values()}
+    nodes = {n.name: n for n in mixed.tangle.nodes}
+    published = {n.peer for n in nodes.values()}
     assert tflite_authors <= published
     assert {"lab-peer-000", "lab-peer-002", "lab-peer-004"} & published
     # each backend builds on the other's transactions: one tangle
-    kinds = {(nodes[n["name"]]["peer"] in tflite_authors, nodes[p]["peer"] in tflite_authors)
-             for n in nodes.values() for p in n["parents"] if p != mixed.tangle["genesis"]}  # fmt: skip
+    kinds = {(n.peer in tflite_authors, nodes[p].peer in tflite_authors)
+             for n in nodes.values() for p in n.parents if p != mixed.tangle.genesis}  # fmt: skip
     assert {(True, False), (False, True)} <= kinds
     assert not mixed.rejected
     accuracy = mixed.rounds[-1].tangle_accuracy

@@ -16,7 +16,7 @@ from bokeh.events import RangesUpdate
 from bokeh.layouts import column, row
 from bokeh.models import Button, Div, RadioButtonGroup, Select, Slider, TextInput, Toggle
 
-from peer.api.schema import LabHistory
+from peer.api.schema import LabHistory, LabPeerInfo
 from visualizer.config import VizSettings
 from visualizer.graph import TangleGraph
 from visualizer.runview import RunPanel, compare_layout
@@ -250,7 +250,7 @@ class LiveApp:
             return
         fetch_ms = (time.perf_counter() - started) * 1000
         history = None
-        lab_round = page.info.get("round") if page.info.get("lab") else None
+        lab_round = page.info.round if isinstance(page.info, LabPeerInfo) else None
         if lab_round is not None and lab_round != self.history_round:
             history = await self.source.lab_history(entry)  # the run's history: on open, then each round
         self._next_tick(partial(self._apply, generation, page, fetch_ms, history))
@@ -310,9 +310,9 @@ class LiveApp:
 
     def _reference_accuracy(self, page: Page) -> float | None:
         """The peer's own figure if it has one, else the mean self-reported accuracy of the reference."""
-        reported = page.info.get("referenceAccuracy")
-        if isinstance(reported, int | float) and math.isfinite(reported):
-            return float(reported)
+        reported = page.info.reference_accuracy if page.info is not None else None
+        if reported is not None and math.isfinite(reported):
+            return reported
         graph = self.view.graph
         values = [a for i in graph.indices(page.reference) if (a := graph.nodes[i].accuracy) is not None]
         return sum(values) / len(values) if values else None

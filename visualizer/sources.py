@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from peer.api.schema import LabHistory, NodeDocument, TransactionsDocument
+from peer.api.schema import PEER_INFO, LabHistory, NodeDocument, PeerInfo, TransactionsDocument
 
 
 class SourceError(RuntimeError):
@@ -49,14 +49,18 @@ class Page:
     tips: list[str]
     reference: list[str]
     depth: int
-    info: dict[str, Any] = field(default_factory=dict)
+    info: PeerInfo | None = None  # None: the peer serves no (valid) /api/peer
 
     @classmethod
-    def from_json(cls, doc: Any, info: dict[str, Any] | None = None) -> Page:
+    def from_json(cls, doc: Any, info: Any = None) -> Page:
         try:
             parsed = TransactionsDocument.model_validate(doc)
         except ValidationError as error:
             raise SourceError(f"not an /api/transactions document: {_first_error(error)}") from None
+        try:  # the tangle is what the page shows: a peer info of the wrong shape only loses the extras
+            peer_info = PEER_INFO.validate_python(info) if info is not None else None
+        except ValidationError:
+            peer_info = None
         return cls(
             peer=parsed.peer,
             genesis=parsed.genesis,
@@ -66,7 +70,7 @@ class Page:
             tips=parsed.tips,
             reference=parsed.reference,
             depth=parsed.depth,
-            info=info or {},
+            info=peer_info,
         )
 
 
@@ -146,13 +150,13 @@ class ApiSource:
             doc = tx_response.json()
         except (httpx.HTTPError, ValueError) as error:
             raise SourceError(f"{entry.url}: {error}") from error
-        info: dict[str, Any] = {}
+        info: Any = None
         if info_response.status_code == 200:
             try:
                 info = info_response.json()
             except ValueError:
-                info = {}
-        return Page.from_json(doc, info if isinstance(info, dict) else {})
+                info = None
+        return Page.from_json(doc, info)
 
     async def lab_history(self, entry: Entry) -> LabHistory | None:
         """The lab's settings and rounds so far (`/api/lab`), or None when the URL serves no lab."""

@@ -21,17 +21,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from peer.api.documents import TransactionsDocument
+from peer.api.schema import Document, Health, PeerInfo, TransactionsDocument
 
 
 class ApiSource(Protocol):
+    """What a peer (the daemon's one, the lab's many) serves: the documents of peer.api.schema."""
+
     def peers(self) -> list[str]: ...
 
     def transactions(self, peer: str | None, since: int) -> TransactionsDocument: ...
 
-    def peer_info(self, peer: str | None) -> dict[str, Any]: ...
+    def peer_info(self, peer: str | None) -> PeerInfo: ...
 
-    def health(self) -> tuple[bool, dict[str, Any]]: ...
+    def health(self) -> Health: ...
 
 
 class UnknownPeer(KeyError):
@@ -54,6 +56,10 @@ IPFS_METRICS_CONCURRENCY = 2
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 IpfsMetrics = Callable[[int, float], Awaitable[bytes]]
+
+
+def document_response(document: Document, status_code: int = 200) -> Response:
+    return Response(document.json_bytes(), status_code=status_code, media_type="application/json")
 
 
 def ipfs_metrics_route(fetch: IpfsMetrics) -> Route:
@@ -135,7 +141,7 @@ def create_app(
         except ValueError:
             return JSONResponse({"error": "since must be a non-negative integer"}, status_code=400)
         try:
-            return JSONResponse(source.transactions(_peer(request), since))
+            return document_response(source.transactions(_peer(request), since))
         except UnknownPeer as error:
             return JSONResponse({"error": f"unknown peer {error}"}, status_code=404)
 
@@ -144,13 +150,13 @@ def create_app(
 
     async def peer(request: Request) -> Response:
         try:
-            return JSONResponse(source.peer_info(_peer(request)))
+            return document_response(source.peer_info(_peer(request)))
         except UnknownPeer as error:
             return JSONResponse({"error": f"unknown peer {error}"}, status_code=404)
 
     async def healthz(_request: Request) -> Response:
-        ok, detail = source.health()
-        return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
+        health = source.health()
+        return document_response(health, status_code=200 if health.ok else 503)
 
     routes = [
         Route("/api/transactions", transactions),
@@ -162,7 +168,7 @@ def create_app(
     if history is not None:  # the lab's live API: its settings and per-round metrics so far
 
         async def lab(_request: Request) -> Response:
-            return JSONResponse(history())
+            return document_response(history())
 
         routes.append(Route("/api/lab", lab))
     if metrics is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from peer.api.documents import TransactionNode, TransactionsDocument
+from peer.api.schema import NodeDocument, TransactionsDocument
 from peer.tangle.dag import Tangle
 
 
@@ -19,32 +19,30 @@ def transactions_document(
     reference: Collection[str] = (),
     malicious_authors: Collection[str] = (),
 ) -> TransactionsDocument:
-    nodes: list[TransactionNode] = []
-    for index, tx in enumerate(tangle):
-        if index < since:
-            continue
-        nodes.append(
-            {
-                "name": tx.id,
-                "parents": list(tx.parents),
-                "peer": tx.author,
-                "time": tangle.height(tx.id),
-                "timeCreated": tx.created,
-                "weights": tx.weights,
-                "height": tangle.height(tx.id),
-                "accuracy": tx.metrics.get("accuracy"),
-                "loss": tx.metrics.get("loss"),
-                "malicious": tx.author in malicious_authors,
-                "tag": tx.tag,
-            }
+    nodes = [
+        NodeDocument(
+            name=tx.id,
+            parents=list(tx.parents),
+            peer=tx.author,
+            time=tangle.height(tx.id),
+            timeCreated=tx.created,
+            weights=tx.weights,
+            height=tangle.height(tx.id),
+            accuracy=tx.metrics.get("accuracy"),
+            loss=tx.metrics.get("loss"),
+            malicious=tx.author in malicious_authors,
+            tag=tx.tag,
         )
-    return {
-        "peer": peer,
-        "genesis": tangle.genesis.id,
-        "count": len(tangle),
-        "since": since,
-        "nodes": nodes,
-        "tips": tangle.tips,
-        "reference": list(reference),
-        "depth": tangle.max_height,
-    }
+        for index, tx in enumerate(tangle)
+        if index >= since
+    ]
+    return TransactionsDocument(
+        peer=peer,
+        genesis=tangle.genesis.id,
+        count=len(tangle),
+        since=since,
+        nodes=nodes,
+        tips=tangle.tips,
+        reference=list(reference),
+        depth=tangle.max_height,
+    )

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from peer.api.schema import TransactionsDocument
 from peer.config import LabSettings
 from peer.ipfs.testnet import IpfsTestnet
 from peer.ipld import Link, parse_car
@@ -38,7 +39,7 @@ def peers_per_node(peers: int, nodes: int) -> list[int]:
 @contextmanager
 def ipfs_testnet(
     settings: LabSettings,
-) -> Iterator[tuple[LabSettings, Callable[[dict[str, Any]], dict[str, Any]]]]:
+) -> Iterator[tuple[LabSettings, Callable[[TransactionsDocument], dict[str, Any]]]]:
     """Start the testnet; yield the settings that point the workers at it and the function that writes the
     CAR at the end (while the nodes still run); stop the testnet and remove its repositories."""
     nodes = min(settings.ipfs_nodes, settings.peers)
@@ -51,10 +52,10 @@ def ipfs_testnet(
         apis = [node.api_url for node in net]
         implementation, _, version = net.implementation.partition("/")  # kubo/0.43.1
 
-        def finish(tangle: dict[str, Any]) -> dict[str, Any]:
+        def finish(tangle: TransactionsDocument) -> dict[str, Any]:
             settings.out.mkdir(parents=True, exist_ok=True)
             path = settings.out / CAR_NAME
-            blocks = asyncio.run(export_car(apis[0], tangle["genesis"], tangle["tips"], path))
+            blocks = asyncio.run(export_car(apis[0], tangle.genesis, tangle.tips, path))
             return {
                 "implementation": implementation,
                 "version": version,

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from peer.api.app import resolve_peer
-from peer.api.documents import TransactionsDocument
+from peer.api.schema import LabHealth, LabHistory, LabPeerInfo, TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.node.announcement import decode_announcement
 from peer.tangle.dag import Tangle
@@ -59,17 +59,17 @@ class LabApiSource:
             self.records.append(_finite(record))
             self.peer_records.extend(_finite(r) for r in peer_records)
 
-    def lab_history(self) -> dict[str, Any]:
+    def lab_history(self) -> LabHistory:
         """`/api/lab`: the experiment's settings and every round so far (the run view's strips)."""
         with self._lock:
-            return {
-                "config": self.config,
-                "malicious_peers": sorted(self.malicious),
-                "round": self.round,
-                "rounds": self.rounds_total,
-                "metrics": list(self.records),
-                "peers": list(self.peer_records),
-            }
+            return LabHistory(
+                config=self.config,
+                malicious_peers=sorted(self.malicious),
+                round=self.round,
+                rounds=self.rounds_total,
+                metrics=list(self.records),
+                peers=list(self.peer_records),
+            )
 
     def peers(self) -> list[str]:
         return list(self.authors)
@@ -88,23 +88,23 @@ class LabApiSource:
                 malicious_authors=self.malicious,
             )
 
-    def peer_info(self, peer: str | None) -> dict[str, Any]:
+    def peer_info(self, peer: str | None) -> LabPeerInfo:
         author = self._author(peer)
         with self._lock:
-            return {
-                "peer": author,
-                "lab": True,
-                "round": self.round,
-                "rounds": self.rounds_total,
-                "transactions": len(self.tangle),
-                "tips": len(self.tangle.tips),
-                "malicious": author in self.malicious,
-                "reference": self.references.get(author, []),
-                "referenceAccuracy": self.accuracy.get(author),
-            }
+            return LabPeerInfo(
+                peer=author,
+                lab=True,
+                round=self.round,
+                rounds=self.rounds_total,
+                transactions=len(self.tangle),
+                tips=len(self.tangle.tips),
+                malicious=author in self.malicious,
+                reference=self.references.get(author, []),
+                reference_accuracy=self.accuracy.get(author),
+            )
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return True, {"round": self.round}
+    def health(self) -> LabHealth:
+        return LabHealth(ok=True, round=self.round)
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:

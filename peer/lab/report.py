@@ -34,7 +34,7 @@ def write_outputs(
     paths["summary"].write_text(json.dumps(result.summary(), indent=2, sort_keys=True) + "\n")
     _write_csv(paths["metrics"], RoundRecord, result.rounds)
     _write_csv(paths["peers"], PeerRound, result.peer_rounds)
-    paths["tangle"].write_text(json.dumps(result.tangle, separators=(",", ":")) + "\n")
+    paths["tangle"].write_bytes(result.tangle.json_bytes() + b"\n")
     if result.backend:  # over IPFS: the whole tangle as a CAR file, written while the testnet ran
         paths["car"] = out / result.backend["car"]
     if not plot_accuracy(result, paths["plot"]):

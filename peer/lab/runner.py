@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from peer.api.app import BackgroundServer, create_app
+from peer.api.schema import TransactionsDocument
 from peer.config import LabSettings
 from peer.data import Dataset, load_dataset, peer_data
 from peer.lab.fedavg import FedAvg
@@ -168,7 +169,7 @@ class PeerRound:
 class LabResult:
     settings: LabSettings
     rounds: list[RoundRecord]
-    tangle: dict[str, Any]  # the reporting peer's /api/transactions document
+    tangle: TransactionsDocument  # the reporting peer's /api/transactions document
     malicious: list[int]
     seconds: float
     trainings: int
@@ -254,7 +255,7 @@ def _run(
     settings: LabSettings,
     on_round: Callable[[RoundRecord], None] | None,
     on_finished: Callable[[LabResult], None] | None = None,
-    finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    finish: Callable[[TransactionsDocument], dict[str, Any]] | None = None,
 ) -> LabResult:
     started = time.perf_counter()
     workers = min(settings.workers, settings.peers)

@@ -19,7 +19,7 @@ import multiprocessing.connection
 
 import numpy as np
 
-from peer.api.documents import TransactionsDocument
+from peer.api.schema import TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage

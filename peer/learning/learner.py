@@ -153,12 +153,14 @@ class Learner:
         min_height = 0 if depth is None else max(0, top - depth)
         started = time.perf_counter()
         chosen = self.reference_rule.choose(
-            tangle,
-            selector.walk,
-            self.settings,
-            min_height=min_height,
-            plausible=lambda t: self.plausible(tangle, t),
-            loss=lambda t: self.rating(tangle, t).loss,
+            rules.ReferenceInputs(
+                tangle=tangle,
+                walk=selector.walk,
+                settings=self.settings,
+                min_height=min_height,
+                plausible=lambda t: self.plausible(tangle, t),
+                loss=lambda t: self.rating(tangle, t).loss,
+            )
         )
         self.metrics.consensus_duration.observe(time.perf_counter() - started)
         weights = average_weights([self.weights.get(tangle.get(t).weights) for t in chosen])

@@ -82,11 +82,6 @@ def random_weights(template: Weights, rng: np.random.Generator) -> Weights:
     return {name: rng.standard_normal(w.shape).astype(np.float32) for name, w in template.items()}
 
 
-def flip_labels(y: np.ndarray) -> np.ndarray:
-    """Label-flip attack: class 3 becomes 8."""
-    return np.where(y == FLIP_FROM, FLIP_TO, y)
-
-
 def confusion_matrix(predictions: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (num_classes x num_classes, int64): row = true class, column = predicted class. Pooled over
     peers by summing; every attack metric (per-class recall, "3 read as 8") is read off it."""
@@ -113,9 +108,3 @@ def misread_rate(confusion: np.ndarray, true: int, predicted: int) -> float:
         return 0.0
     total = int(confusion[true].sum())
     return int(confusion[true, predicted]) / total if total else 0.0
-
-
-def flip_counts(predictions: np.ndarray, y: np.ndarray) -> tuple[int, int]:
-    """(true 3s, true 3s predicted as 8): the label-flip attack's success, pooled over peers by summing."""
-    threes = y == FLIP_FROM
-    return int(threes.sum()), int(np.sum(predictions[threes] == FLIP_TO))

@@ -18,17 +18,20 @@ from peer.tangle.dag import Tangle
 Strategy = TypeVar("Strategy")
 
 
+@dataclass(frozen=True)
+class ReferenceInputs:
+    """What a reference rule may look at (one argument: a new input changes no rule's signature)."""
+
+    tangle: Tangle
+    walk: Callable[[], str]  # one random walk from the window to a tip
+    settings: LearningSettings
+    min_height: int  # confidence is counted from this height on
+    plausible: Callable[[str], bool]  # whether a transaction's model passes the peer's checks
+    loss: Callable[[str], float]  # a transaction's model's loss on the peer's own data
+
+
 class ReferenceRule(Protocol):
-    def choose(
-        self,
-        tangle: Tangle,
-        walk: Callable[[], str],
-        settings: LearningSettings,
-        *,
-        min_height: int,
-        plausible: Callable[[str], bool],
-        loss: Callable[[str], float],
-    ) -> list[str]:
+    def choose(self, inputs: ReferenceInputs) -> list[str]:
         """The transactions whose models are averaged into the reference (never empty)."""
         ...
 
@@ -38,24 +41,20 @@ class ConfidenceThenLoss:
     """Schmid et al.'s score (confidence x approved count) ranks; of the `reference_candidates` best
     plausible ones, the `reference_top_k` with the lowest loss on the peer's own data are averaged."""
 
-    def choose(
-        self,
-        tangle: Tangle,
-        walk: Callable[[], str],
-        settings: LearningSettings,
-        *,
-        min_height: int,
-        plausible: Callable[[str], bool],
-        loss: Callable[[str], float],
-    ) -> list[str]:
+    def choose(self, inputs: ReferenceInputs) -> list[str]:
+        tangle, settings = inputs.tangle, inputs.settings
         ranked = reference_transactions(
-            tangle, walk, sampling_rounds=settings.num_of_sampling_round, top_k=None, min_height=min_height
+            tangle,
+            inputs.walk,
+            sampling_rounds=settings.num_of_sampling_round,
+            top_k=None,
+            min_height=inputs.min_height,
         )
         # lazily: in a tangle 1,000 wide the ranking holds thousands, and each check may rate a model
         candidates = list(
-            itertools.islice((t for t in ranked if plausible(t)), settings.reference_candidates)
+            itertools.islice((t for t in ranked if inputs.plausible(t)), settings.reference_candidates)
         )
-        candidates.sort(key=loss)
+        candidates.sort(key=inputs.loss)
         return candidates[: settings.reference_top_k] or [tangle.genesis.id]
 
 

@@ -120,10 +120,6 @@ class WeightsSource:
             return weights_id in self._cache
 
     @property
-    def cached_bytes(self) -> int:
-        return self._cached_bytes
-
-    @property
     def unusable(self) -> dict[str, str]:
         with self._lock:
             return dict(self._unusable)

@@ -5,11 +5,11 @@ Here ancestors are resolved level by level with a worklist, fetches run with bou
 already being fetched is awaited rather than fetched twice, and nothing is inserted before its whole past.
 Whatever is malformed is counted by reason and dropped; the builder never raises into the peer.
 
-Against hostile senders (docs/peer.md, "Defences against hostile peers: network intake"): a CID costs at most
-one `fetch_timeout` however often it is announced (a CID that timed out is remembered as unreachable for
-`unreachable_ttl` seconds, one that failed validation for good), the tips of an announcement resolve side by
-side, first-hand transactions and tips new to this peer are counted against the sender's token bucket, and
-`created` must not lie ahead of this peer's clock.
+Against hostile senders (docs/peer.md, "Defences against hostile peers: network intake"): a CID costs at
+most `attempts` x `fetch_timeout` in all; one that missed that deadline is not fetched again for 10 s,
+doubling with every further miss up to 5 minutes (one that failed validation: never); the tips of an
+announcement resolve side by side; first-hand transactions and tips new to this peer take tokens from the
+sender's bucket; `created` must not lie ahead of this peer's clock.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from peer.tangle.transaction import (
 log = logging.getLogger(__name__)
 
 REMEMBERED_CIDS = 16_384  # unreachable and invalid CIDs remembered (each bounded: LRU)
-UNREACHABLE_TTL = 300.0  # seconds a CID that timed out is not fetched again
+UNREACHABLE_TTL = (10.0, 300.0)  # a CID that missed its deadline waits 10 s, doubling per miss up to 5 min
 MAX_CLOCK_SKEW = 300.0  # seconds a transaction's `created` may lie ahead of the receiver's clock
 MIN_CREATED = 1_577_836_800.0  # 2020-01-01: no transaction of this project is older (the genesis is 0)
 TIMEOUTS_WINDOW = 60.0  # seconds over which fetch timeouts are counted for /healthz
@@ -79,14 +79,14 @@ class TangleBuilder:
         retry_delay: float = 0.5,
         on_insert: Callable[[Transaction], None] | None = None,
         fetch_timeout: float | None = None,
-        unreachable_ttl: float = UNREACHABLE_TTL,
+        unreachable_ttl: tuple[float, float] = UNREACHABLE_TTL,
         clock: Callable[[], float] | None = None,
         rate_limit: RateLimit | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`fetch_timeout`: seconds one CID may take in all (its retries included); `clock`: the wall clock
-        `created` is checked against (None: not checked, the lab's logical clock); `rate_limit`: per-sender
-        bucket for new transactions (None: unlimited, the lab's own peers)."""
+        """`fetch_timeout`: seconds one attempt may take (a CID's deadline is `attempts` x that); `clock`:
+        the wall clock `created` is checked against (None: not checked, the lab's logical clock);
+        `rate_limit`: per-sender bucket for new transactions (None: unlimited, the lab's own peers)."""
         self.guard = guard
         self.storage = storage
         self.architecture = architecture
@@ -105,7 +105,8 @@ class TangleBuilder:
         self.verify_signature: Callable[[str, bytes, bytes], Awaitable[bool]] | None = None
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight: dict[str, asyncio.Future[Transaction]] = {}
-        self._unreachable: LruDict[str, float] = LruDict(REMEMBERED_CIDS)  # CID -> monotonic time to retry
+        # CID -> (monotonic time it may be fetched again, misses so far)
+        self._unreachable: LruDict[str, tuple[float, int]] = LruDict(REMEMBERED_CIDS)
         self._invalid: LruDict[str, InvalidTransaction] = LruDict(REMEMBERED_CIDS)
         self.skipped_unreachable = 0  # announcements of a CID remembered as unreachable: cost nothing
         self._timeouts: deque[float] = deque()  # monotonic times of fetch timeouts (the last minute)
@@ -146,8 +147,8 @@ class TangleBuilder:
         wanted += [(tip, None) for tip in announcement.tips if tip != announcement.transaction]
         admitted = []
         for cid, author in wanted:
-            if self.guard.knows(cid):
-                continue
+            if self.guard.knows(cid) or cid in self._in_flight or self._remembered_unreachable(cid):
+                continue  # nothing new to fetch: costs the sender nothing
             if self.rate_limit is not None and not self.rate_limit.take(message.sender):
                 self._reject("rate_limited", f"{cid} from {message.sender}: over its rate")
                 continue
@@ -237,12 +238,9 @@ class TangleBuilder:
         return error
 
     def _remembered_unreachable(self, cid: str) -> bool:
-        until = self._unreachable.get(cid)
-        if until is None:
-            return False
-        if self.monotonic() >= until:
-            del self._unreachable[cid]
-            return False
+        entry = self._unreachable.get(cid)
+        if entry is None or self.monotonic() >= entry[0]:
+            return False  # an expired entry stays: its miss count sets the next wait
         self.skipped_unreachable += 1
         return True
 
@@ -259,14 +257,17 @@ class TangleBuilder:
         try:
             # one deadline for the CID however many tries fit in it (the cost docs/peer.md states); waiting
             # for a fetch slot is not part of it, so CIDs that hang cannot time out the ones queued behind
-            async with self._semaphore, asyncio.timeout(self.fetch_timeout):
+            deadline = None if self.fetch_timeout is None else self.attempts * self.fetch_timeout
+            async with self._semaphore, asyncio.timeout(deadline):
                 return await retry(fetch, backoff=backoff, retry_on=(BlockNotFound,), attempts=self.attempts)
         except InvalidTransaction as error:
             if error.reason != "bad_time":  # a transaction from the future may become acceptable
                 self._invalid[cid] = error
             raise
         except (BlockNotFound, TimeoutError):
-            self._unreachable[cid] = self.monotonic() + self.unreachable_ttl
+            misses = (self._unreachable.get(cid) or (0.0, 0))[1] + 1
+            first, longest = self.unreachable_ttl
+            self._unreachable[cid] = (self.monotonic() + min(longest, first * 2 ** (misses - 1)), misses)
             self._timeouts.append(self.monotonic())
             raise
 

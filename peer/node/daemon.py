@@ -25,7 +25,17 @@ import numpy as np
 import uvicorn
 
 from peer.api.app import create_app
-from peer.api.documents import TransactionsDocument
+from peer.api.schema import (
+    DaemonHealth,
+    DaemonPeerInfo,
+    IntakeHealth,
+    PubsubHealth,
+    PubsubInfo,
+    RoundInfo,
+    SettingsInfo,
+    TransactionsDocument,
+    WeightsCacheInfo,
+)
 from peer.api.transactions import transactions_document
 from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage, SubscriptionState
@@ -90,8 +100,8 @@ class PeerDaemon:
         self.started = time.monotonic()
         self.ticks = 0
         self.trainings = 0
-        self.last_round: dict[str, Any] = {}
-        self.recent_rounds: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
+        self.last_round: RoundInfo | None = None
+        self.recent_rounds: deque[RoundInfo] = deque(maxlen=RECENT_ROUNDS)
         self.reference: Reference | None = None
         self.client: IpfsClient | None = None
         self.author = ""
@@ -341,7 +351,7 @@ class PeerDaemon:
             running.add(task)
             task.add_done_callback(running.discard)
 
-    def intake_state(self) -> dict[str, Any]:
+    def intake_state(self) -> IntakeHealth:
         """What /healthz shows of the intake: starved when every slot has been busy for longer than TIMEOUT
         or fetches keep timing out (CIDs nobody serves hold the slots: an attack or a partitioned node)."""
         builder = self.peer.builder if self.peer is not None else None
@@ -352,15 +362,15 @@ class PeerDaemon:
             reasons.append(f"every intake slot busy for {waiting:.0f} s")
         if timeouts >= STARVED_TIMEOUTS:
             reasons.append(f"{timeouts} fetches timed out in the last minute")
-        return {
-            "starved": bool(reasons),
-            "reasons": reasons,
-            "busy": sum(self.intake_per_sender.values()),
-            "slots": MAX_CONCURRENT_INTAKE,
-            "waiting": round(waiting, 1),
-            "timeouts": timeouts,
-            "skippedUnreachable": builder.skipped_unreachable if builder is not None else 0,
-        }
+        return IntakeHealth(
+            starved=bool(reasons),
+            reasons=reasons,
+            busy=sum(self.intake_per_sender.values()),
+            slots=MAX_CONCURRENT_INTAKE,
+            waiting=round(waiting, 1),
+            timeouts=timeouts,
+            skipped_unreachable=builder.skipped_unreachable if builder is not None else 0,
+        )
 
     # --- training ----------------------------------------------------------------------------------------
     async def _training(self, peer: Peer) -> None:
@@ -392,20 +402,20 @@ class PeerDaemon:
             outcome = await peer.train_once(rng, attacking=attacking)
         except Exception as error:
             log.warning("training round %d failed: %s: %s", tick, type(error).__name__, error)
-            self.last_round = {"tick": tick, "error": f"{type(error).__name__}: {error}"}
+            self.last_round = RoundInfo(tick=tick, error=f"{type(error).__name__}: {error}")
             self.recent_rounds.append(self.last_round)
             return
         self.reference = outcome.reference
         published = peer.published[-1].id if outcome.publish and peer.published else None
-        self.last_round = {
-            "tick": tick,
-            "seconds": round(time.monotonic() - started, 3),
-            "tips": outcome.tips,
-            "published": published,
-            "reason": outcome.reason,
-            "accuracy": outcome.metrics.accuracy if outcome.metrics else None,
-            "referenceAccuracy": outcome.reference.metrics.accuracy,
-        }
+        self.last_round = RoundInfo(
+            tick=tick,
+            seconds=round(time.monotonic() - started, 3),
+            tips=list(outcome.tips),
+            published=published,
+            reason=outcome.reason,
+            accuracy=outcome.metrics.accuracy if outcome.metrics else None,
+            reference_accuracy=outcome.reference.metrics.accuracy,
+        )
         self.recent_rounds.append(self.last_round)
         log.info(
             "round %d: reference accuracy %.3f, %s (%s)",
@@ -460,74 +470,70 @@ class DaemonApiSource:
         reference = self.daemon.reference.transactions if self.daemon.reference else ()
         return transactions_document(p.tangle, peer=p.author, since=since, reference=reference)
 
-    def peer_info(self, peer: str | None) -> dict[str, Any]:
+    def peer_info(self, peer: str | None) -> DaemonPeerInfo:
         p = self._peer(peer)
         d, s = self.daemon, self.daemon.settings
         sub = d.subscription()
         window = d.window
-        return {
-            "peer": p.author,
-            "peerIndex": d.index,
-            "model": p.model.architecture,
-            "genesis": p.genesis.transaction.id,
-            "topic": p.topic,
-            "transactions": len(p.tangle),
-            "tips": len(p.tangle.tips),
-            "depth": p.tangle.max_height,
-            "published": p.published_count,
-            "ticks": d.ticks,
-            "trainings": d.trainings,
-            "lastRound": d.last_round,
-            "recentRounds": list(d.recent_rounds),
-            "referenceAccuracy": d.reference.metrics.accuracy if d.reference else None,
-            "reference": d.reference.transactions if d.reference else [],
-            "received": p.builder.received,
-            "rejected": dict(p.builder.rejected),
-            "unresolved": p.builder.unresolved,
-            "weightsCache": {
-                "hits": p.weights.hits,
-                "misses": p.weights.misses,
-                "fetchedBytes": p.weights.fetched_bytes,
-            },
-            "pinnedWeights": len(window.weights) if window else 0,
-            "unusableWeights": p.weights.unusable,
-            "pubsub": {"connected": sub.connected, "reconnects": sub.reconnects},
-            "settings": {
-                "storage": s.storage,
-                "messageBroker": s.message_broker,
-                "timeout": s.timeout,
-                "trainingInterval": s.training_interval,
-                "numOfTips": s.num_of_tips,
-                "numOfSamplingRound": s.num_of_sampling_round,
-                "activeQuota": s.active_quota,
-                "tipSelector": s.tip_selector,
-                "publishRule": s.publish_rule,
-                "malicious": s.malicious,
-            },
-        }
+        return DaemonPeerInfo(
+            peer=p.author,
+            peer_index=d.index,
+            model=p.model.architecture,
+            genesis=p.genesis.transaction.id,
+            topic=p.topic,
+            transactions=len(p.tangle),
+            tips=len(p.tangle.tips),
+            depth=p.tangle.max_height,
+            published=p.published_count,
+            ticks=d.ticks,
+            trainings=d.trainings,
+            last_round=d.last_round,
+            recent_rounds=list(d.recent_rounds),
+            reference_accuracy=d.reference.metrics.accuracy if d.reference else None,
+            reference=d.reference.transactions if d.reference else [],
+            received=p.builder.received,
+            rejected=dict(p.builder.rejected),
+            unresolved=p.builder.unresolved,
+            weights_cache=WeightsCacheInfo(
+                hits=p.weights.hits, misses=p.weights.misses, fetched_bytes=p.weights.fetched_bytes
+            ),
+            pinned_weights=len(window.weights) if window else 0,
+            unusable_weights=p.weights.unusable,
+            pubsub=PubsubInfo(connected=sub.connected, reconnects=sub.reconnects),
+            settings=SettingsInfo(
+                storage=s.storage,
+                message_broker=s.message_broker,
+                timeout=s.timeout,
+                training_interval=s.training_interval,
+                num_of_tips=s.num_of_tips,
+                num_of_sampling_round=s.num_of_sampling_round,
+                active_quota=s.active_quota,
+                tip_selector=s.tip_selector,
+                publish_rule=s.publish_rule,
+                malicious=s.malicious,
+            ),
+        )
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def health(self) -> DaemonHealth:
         d = self.daemon
         sub = d.subscription()
         intake = d.intake_state()
-        detail = {
-            "peer": d.author,
-            "started": d.peer is not None,
-            "uptime": round(time.monotonic() - d.started, 1),
-            "pubsub": {
-                "connected": sub.connected,
-                "reconnects": sub.reconnects,
-                "lastError": sub.last_error,
-                "for": round(time.monotonic() - sub.since, 1),
-            },
-            "intake": intake,
-            # degraded is not down: a restart would not help, so the status code stays 200 (docs/peer.md)
-            "status": "degraded" if intake["starved"] else "ok",
-        }
         ok = d.peer is not None and sub.connected
-        if not ok:
-            detail["status"] = "down"
-        return ok, detail
+        return DaemonHealth(
+            ok=ok,
+            peer=d.author,
+            started=d.peer is not None,
+            uptime=round(time.monotonic() - d.started, 1),
+            pubsub=PubsubHealth(
+                connected=sub.connected,
+                reconnects=sub.reconnects,
+                last_error=sub.last_error,
+                for_seconds=round(time.monotonic() - sub.since, 1),
+            ),
+            # degraded is not down: a restart would not help, so the status code stays 200 (docs/peer.md)
+            status="down" if not ok else "degraded" if intake.starved else "ok",
+            intake=intake,
+        )
 
 
 def run_daemon(settings: PeerSettings) -> int:

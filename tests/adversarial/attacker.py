@@ -16,7 +16,16 @@ import libipld
 from integration.peers import Participant
 
 from peer.ipfs.client import IpfsClient
-from peer.ipld import CODEC_DAG_CBOR, CODEC_RAW, Link, cid_for, cid_to_bytes, encode_dag_cbor, varint
+from peer.ipld import (
+    CODEC_DAG_CBOR,
+    CODEC_RAW,
+    Link,
+    cid_for,
+    cid_to_bytes,
+    encode_dag_cbor,
+    normalize_cid,
+    varint,
+)
 from peer.node.announcement import Announcement
 
 CODEC_DAG_JSON = 0x0129
@@ -68,6 +77,16 @@ class Attacker(Participant):
         }
         obj.update(changes)
         return obj
+
+    async def add_rechunked(self, data: bytes, chunk: int = 1024) -> str:
+        """`data` as a UnixFS file chunked otherwise than kubo's default: a valid file whose CID is not the
+        one its bytes give (what a peer sees as weights that do not hash to their CID)."""
+        async with IpfsClient(self.api_url, timeout=20) as client:
+            params = {"cid-version": 1, "raw-leaves": True, "chunker": f"size-{chunk}", "pin": True}
+            body, _ = await client._request(
+                "add", params, files={"file": ("w", data, "application/octet-stream")}, max_bytes=1 << 20
+            )
+        return normalize_cid(json.loads(body.splitlines()[-1])["Hash"])
 
     async def genesis_weights(self) -> str:
         return await self.add(self.genesis.weights_bytes)

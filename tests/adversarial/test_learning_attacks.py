@@ -62,7 +62,9 @@ def _window(network: HonestNetwork, since: dict[str, int]) -> Window:
         p.name: [r for r in p.info()["recentRounds"] if r["tick"] > since[p.name]] for p in network.peers
     }
     assert all(rounds.values()), f"no rounds since {since}"
-    accuracy = [r["referenceAccuracy"] for rs in rounds.values() for r in rs if "referenceAccuracy" in r]
+    accuracy = [
+        r["referenceAccuracy"] for rs in rounds.values() for r in rs if r.get("referenceAccuracy") is not None
+    ]
     return Window(
         published={n: sum(bool(r.get("published")) for r in rs) / len(rs) for n, rs in rounds.items()},
         accuracy=sum(accuracy) / max(1, len(accuracy)),

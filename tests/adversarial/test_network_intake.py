@@ -11,6 +11,8 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 import libipld
@@ -25,9 +27,10 @@ from .attacker import announcement, spellings, unreachable_cids
 from .conftest import HonestNetwork
 
 pytestmark = [pytest.mark.integration, pytest.mark.adversarial]
+T = TypeVar("T")
 
 
-def test_unreachable_cid_costs_one_timeout_once(network: HonestNetwork) -> None:
+def test_unreachable_cid_costs_one_deadline_once(network: HonestNetwork) -> None:
     """Finding 1, the cost itself: one unreachable CID announced five times is fetched once (it lands in
     `unresolved` once) and the four repeats are answered from the negative cache."""
     peer = network.peers[0]
@@ -44,6 +47,17 @@ def test_unreachable_cid_costs_one_timeout_once(network: HonestNetwork) -> None:
         timeout=30,
     )
     assert peer.info()["unresolved"] == before + 1
+
+
+def _attacked(network: HonestNetwork, send: Callable[[], Awaitable[T]]) -> T:
+    """Run the attack `send` at the start of a measured window; the honest rate over it must hold."""
+    result: list[T] = []
+
+    async def attack(_stop: threading.Event) -> None:
+        result.append(await send())
+
+    network.assert_rate_kept(network.during(attack))
+    return result[0]
 
 
 def _absent(network: HonestNetwork, cids: list[str] | set[str]) -> None:
@@ -66,9 +80,13 @@ def test_other_spellings_of_a_cid_are_not_duplicates(network: HonestNetwork) -> 
     names = spellings(target)
     counts = {p.name: len(p.transactions()) for p in network.peers}
     before = {p.name: network.rejected(p).get("bad_codec", 0) for p in network.peers}
-    for name in names.values():
-        run(network.attacker.announce_cids(None, [name]))
-        run(network.attacker.announce_cids(name))
+
+    async def send() -> None:
+        for name in names.values():
+            await network.attacker.announce_cids(None, [name])
+            await network.attacker.announce_cids(name)
+
+    _attacked(network, send)
     network.wait_rejected("bad_codec", min(before.values()) + 4)
     for peer in network.peers:
         nodes = peer.transactions()
@@ -96,7 +114,11 @@ def test_absurd_fields_are_rejected(network: HonestNetwork) -> None:
         "bad_author": [{"author": "<img src=x onerror=alert(1)>"}],
     }
     before = {p.name: network.rejected(p) for p in network.peers}
-    sent = [run(attacker.crafted(**changes)) for changed in cases.values() for changes in changed]
+
+    async def send() -> list[str]:
+        return [await attacker.crafted(**changes) for changed in cases.values() for changes in changed]
+
+    sent = _attacked(network, send)
     for reason, changed in cases.items():
         count = len(changed)
         for peer in network.peers:
@@ -117,15 +139,21 @@ def test_spoofed_authors_are_rejected_however_they_arrive(network: HonestNetwork
     attacker = network.attacker
     victim = network.authors["peer-0"]
     before = {p.name: network.rejected(p) for p in network.peers}
-    unsigned = run(attacker.crafted(author=victim, sign=False, tag="spoof-1"))
-    network.wait_rejected("author_mismatch", min(b.get("author_mismatch", 0) for b in before.values()) + 1)
-    run(attacker.announce_cids(None, [unsigned]))  # the reviewed bypass: the same CID as a tip
-    signed_by_attacker = run(attacker.crafted(author=victim, announce=False, tag="spoof-2"))
-    run(attacker.announce_cids(None, [signed_by_attacker]))
-    ancestor = run(attacker.crafted(author=victim, announce=False, tag="spoof-3"))
-    child = run(attacker.crafted(parents=[Link(ancestor)], announce=False, tag="spoof-child"))
-    run(attacker.announce_cids(child))
-    control = run(attacker.crafted(tag="control"))
+    mismatches = min(b.get("author_mismatch", 0) for b in before.values()) + 1
+
+    async def send() -> tuple[str, ...]:
+        unsigned = await attacker.crafted(author=victim, sign=False, tag="spoof-1")
+        await asyncio.to_thread(network.wait_rejected, "author_mismatch", mismatches)
+        await attacker.announce_cids(None, [unsigned])  # the reviewed bypass: the same CID as a tip
+        signed_by_attacker = await attacker.crafted(author=victim, announce=False, tag="spoof-2")
+        await attacker.announce_cids(None, [signed_by_attacker])
+        ancestor = await attacker.crafted(author=victim, announce=False, tag="spoof-3")
+        child = await attacker.crafted(parents=[Link(ancestor)], announce=False, tag="spoof-child")
+        await attacker.announce_cids(child)
+        control = await attacker.crafted(tag="control")
+        return unsigned, signed_by_attacker, ancestor, child, control
+
+    unsigned, signed_by_attacker, ancestor, child, control = _attacked(network, send)
     for peer in network.peers:
         wait_for(
             f"{peer.name} to count 3 bad signatures",
@@ -142,7 +170,8 @@ def test_spoofed_authors_are_rejected_however_they_arrive(network: HonestNetwork
 
 def test_smaller_findings(network: HonestNetwork) -> None:
     """Finding 10: a Host header of another name is refused (DNS rebinding); deep CBOR nesting is too_deep;
-    a sha2-512 CID is unsupported_hash before any lookup; the pinned-bytes gauge is never negative."""
+    a sha2-512 CID is unsupported_hash before any lookup; the pinned-bytes gauge is never negative; weights
+    whose bytes do not give their CID are marked unusable (not retried every 30 s)."""
     attacker = network.attacker
     peer = network.peers[0]
     evil = httpx.get(f"{peer.url}/api/peer", headers={"Host": "rebind.attacker.example"}, trust_env=False)
@@ -152,12 +181,21 @@ def test_smaller_findings(network: HonestNetwork) -> None:
     )
 
     before = {p.name: network.rejected(p) for p in network.peers}
-    deep = run(attacker.put_block(b"\x81" * 10_000 + b"\x01"))
-    run(attacker.announce_cids(deep))
     digest = hashlib.sha512(b"any block").digest()
     sha512 = libipld.encode_cid(varint(1) + varint(CODEC_DAG_CBOR) + varint(0x13) + varint(64) + digest)
-    run(attacker.announce_cids(sha512))
-    run(attacker.send(announcement(None, unreachable_cids(MAX_ANNOUNCED_TIPS + 1))))  # control: too many tips
+    tips = peer.get("/api/transactions")["tips"]
+
+    async def send() -> str:
+        deep = await attacker.put_block(b"\x81" * 10_000 + b"\x01")
+        await attacker.announce_cids(deep)
+        await attacker.announce_cids(sha512)
+        await attacker.send(announcement(None, unreachable_cids(MAX_ANNOUNCED_TIPS + 1)))  # too many tips
+        # a valid file under a CID its bytes do not give, on top of the honest tips where walks find it
+        weights = await attacker.add_rechunked(attacker.genesis.weights_bytes)
+        await attacker.crafted(weights=weights, parents=[Link(t) for t in tips], tag="rechunked")
+        return weights
+
+    tampered = _attacked(network, send)
     for reason in ("too_deep", "unsupported_hash", "bad_announcement"):
         for p in network.peers:
             wait_for(
@@ -175,10 +213,17 @@ def test_smaller_findings(network: HonestNetwork) -> None:
         assert gauge, "no pinned-bytes gauge"
         assert min(gauge) >= 0, gauge
 
+    def marked() -> dict[str, str] | None:
+        found = {p.name: p.info()["unusableWeights"].get(tampered) for p in network.peers}
+        return found if any(found.values()) else None
+
+    reasons = wait_for("the tampered weights to be marked unusable", marked, timeout=120)
+    assert all(r.startswith("invalid") for r in reasons.values() if r), reasons
+
 
 def test_intake_stall_is_bounded_and_reported(network: HonestNetwork) -> None:
     """Finding 1: announcements naming CIDs nobody serves, sent as fast as the attacker can and then again:
-    one sender holds at most MAX_INTAKE_PER_SENDER announcements, a CID costs one TIMEOUT once and is then
+    one sender holds at most MAX_INTAKE_PER_SENDER announcements, a CID costs one deadline and is then
     remembered, and /healthz says "degraded" (intake starved) while fetches keep timing out."""
     attacker = network.attacker
     seen: dict[str, dict] = {}

@@ -3,8 +3,8 @@
 Each host is a container running a real ``sshd`` (under a booted systemd, or as ``sshd -D`` where systemd
 cannot boot, e.g. under qemu), with a generated key in the lab user's ``authorized_keys``, passwordless sudo,
 and port 22 published on a free 127.0.0.1 port. ``EmulatedLab.write_inventory`` writes an Ansible inventory
-pointing at them (with a ``known_hosts`` file holding their real host keys, so host keys are checked);
-``EmulatedHost.ssh_target`` gives the same for Fabric. Raspberry Pi OS-like hosts carry a
+pointing at them (with a ``known_hosts`` file holding their real host keys, so host keys are checked), which
+Fabric reads too. Raspberry Pi OS-like hosts carry a
 ``/boot/firmware/cmdline.txt`` and a device-tree model file (read through the ``raspberrypi_model_file``
 variable, since ``/proc/device-tree`` cannot be faked in a container).
 
@@ -24,8 +24,7 @@ import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,16 +137,6 @@ class EmulatedHost:
         quoted = " ".join(shlex.quote(r) for r in roots)
         out = self.exec(f"find {quoted} -xdev 2>/dev/null || true").stdout
         return {line for line in out.splitlines() if line}
-
-    def ssh_target(self, key_file: Path, known_hosts: Path) -> dict[str, Any]:
-        """Connection settings for Fabric/paramiko or plain ssh."""
-        return {
-            "host": self.address,
-            "port": self.port,
-            "user": self.spec.user,
-            "key_filename": str(key_file),
-            "known_hosts": str(known_hosts),
-        }
 
 
 @dataclass
@@ -313,14 +302,6 @@ class EmulatedLab:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.inventory(group_vars), sort_keys=False))
         return path
-
-
-@contextmanager
-def emulated_lab(
-    specs: Sequence[HostSpec], workdir: Path, prefix: str = "lt-ansible-"
-) -> Iterator[EmulatedLab]:
-    with EmulatedLab(specs, workdir, prefix) as lab:
-        yield lab
 
 
 def podman_available() -> str | None:

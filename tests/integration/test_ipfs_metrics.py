@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from peer.api import app as api_app
+from peer.api.schema import Health, PeerInfo, TransactionsDocument
 from peer.ipfs.errors import IpfsConnectionError, IpfsTooLarge
 
 from .peers import PeerProcess, peers_stopped, run, running_testnet, wait_for
@@ -19,14 +20,14 @@ class _NoSource:
     def peers(self) -> list[str]:
         return []
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, object]:
-        return {}
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
+        raise api_app.UnknownPeer(peer or "")
 
-    def peer_info(self, peer: str | None) -> dict[str, object]:
-        return {}
+    def peer_info(self, peer: str | None) -> PeerInfo:
+        raise api_app.UnknownPeer(peer or "")
 
-    def health(self) -> tuple[bool, dict[str, object]]:
-        return True, {}
+    def health(self) -> Health:
+        return Health(ok=True)
 
 
 def _client(fetch: api_app.IpfsMetrics) -> httpx.AsyncClient:

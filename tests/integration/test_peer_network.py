@@ -2,7 +2,9 @@
 publisher's node going away, SIGTERM.
 
 One testnet of four nodes and three peers serves the whole module (each start costs about 20 s on two
-cores); the tests run in file order, each on the network as the previous one left it.
+cores). Every test starts on the whole network: what an earlier test stopped (a node, a peer) is started again
+before the next one, and what a test claims is measured against the state it began with, so the tests pass in
+any order and alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Network:
         self.net = net
         self.directory = directory
         self.peers: list[PeerProcess] = []
+        self.first_accuracy: list[float] = []  # the first reference accuracies, when the network started
 
     def peer(self, index: int, node: int, **env: str) -> PeerProcess:
         peer = PeerProcess(
@@ -34,6 +37,16 @@ class Network:
         )
         self.peers.append(peer)
         return peer
+
+    def restore(self) -> None:
+        """Every node and every peer running again (a test may have stopped some), each peer ready."""
+        for index in range(len(self.net.nodes)):
+            run(self.net.start(index))  # a no-op for a running node
+        for peer in self.peers:
+            if not peer.alive():
+                peer.start()
+        for peer in self.peers:
+            peer.wait_ready()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,15 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
                 network.peer(i, i).start()
             for peer in network.peers:
                 peer.wait_ready()
+            network.first_accuracy = wait_for(
+                "a first reference accuracy", lambda: _reference_accuracies(network.peers), timeout=60
+            )
             yield network
+
+
+@pytest.fixture(autouse=True)
+def _whole_network(network: Network) -> None:
+    network.restore()
 
 
 def _ids(peer: PeerProcess) -> set[str]:
@@ -57,19 +78,23 @@ def _published(peer: PeerProcess) -> int:
     return int(peer.info()["published"])
 
 
+def _reference_accuracies(peers: list[PeerProcess]) -> list[float] | None:
+    """Every peer's reference accuracy once each has published (None before)."""
+    return [p.info()["referenceAccuracy"] for p in peers] if all(_published(p) for p in peers) else None
+
+
 def _all_contain(peers: list[PeerProcess], wanted: set[str]) -> bool:
     return all(wanted <= _ids(p) for p in peers)
 
 
 def test_three_peers_converge_and_reference_accuracy_rises(network: Network) -> None:
     peers = network.peers[:3]
-    first = wait_for(
-        "a first reference accuracy",
-        lambda: [p.info()["referenceAccuracy"] for p in peers] if all(_published(p) for p in peers) else None,
-        timeout=60,
-    )
+    reconnects = [p.info()["pubsub"]["reconnects"] for p in peers]
+    published = [_published(p) for p in peers]
     wait_for(
-        "six published transactions per peer", lambda: min(_published(p) for p in peers) >= 6, timeout=120
+        "six published transactions per peer",
+        lambda: all(_published(p) >= max(6, n + 3) for p, n in zip(peers, published, strict=True)),
+        timeout=120,
     )
     # every transaction any peer has reaches every other peer (training goes on meanwhile)
     union = set().union(*(_ids(p) for p in peers))
@@ -77,14 +102,15 @@ def test_three_peers_converge_and_reference_accuracy_rises(network: Network) -> 
     for peer in peers:
         nodes = peer.transactions()
         authors = {n["peer"] for n in nodes.values()} - {"genesis"}
-        assert authors == {network.net[i].peer_id for i in range(3)}, (
-            "the author is the node's libp2p peer id"
-        )
+        # the author is the node's libp2p peer id (a late peer's node too, when that test ran before)
+        assert {network.net[i].peer_id for i in range(3)} <= authors, authors
+        assert authors <= {node.peer_id for node in network.net.nodes}, authors
+    for peer, before in zip(peers, reconnects, strict=True):
         info = peer.info()
         assert info["rejected"] == {}
         assert info["unresolved"] == 0
-        assert info["pubsub"] == {"connected": True, "reconnects": 0}
-    later = [p.info()["referenceAccuracy"] for p in peers]
+        assert info["pubsub"] == {"connected": True, "reconnects": before}
+    first, later = network.first_accuracy, [p.info()["referenceAccuracy"] for p in peers]
     assert min(later) > 0.5, later
     assert sum(later) / 3 > sum(first) / 3 + 0.3, (first, later)
 
@@ -112,15 +138,19 @@ def test_sigkill_and_restart_catches_up_while_the_others_train(network: Network)
     victim.start()  # same node, same HTTP port, an empty tangle in memory
     victim.wait_ready()
     snapshot = _ids(others[0])
-    wait_for("the restarted peer to catch up", lambda: snapshot <= _ids(victim), timeout=60)
+    # it walks the whole tangle back from announced tips: minutes on a loaded machine, not seconds
+    wait_for("the restarted peer to catch up", lambda: snapshot <= _ids(victim), timeout=180)
     wait_for("the restarted peer to publish again", lambda: _published(victim) >= 1, timeout=60)
 
 
 def test_peers_keep_publishing_when_a_publishers_node_stops(network: Network) -> None:
-    publisher, others = network.peers[2], [network.peers[0], network.peers[1], network.peers[3]]
+    publisher = network.peers[2]
+    others = [p for p in network.peers if p is not publisher]  # with the late peer, if its test ran before
+    reconnects = publisher.info()["pubsub"]["reconnects"]
     authored = {tx for tx, node in publisher.transactions().items() if node["peer"] == network.net[2].peer_id}
-    wait_for("the publisher's transactions everywhere", lambda: _all_contain(others, authored), timeout=30)
-    run(_collect_garbage(network.net, [0, 1, 3]))  # GC on: the pinning window must keep what walks reach
+    wait_for("the publisher's transactions everywhere", lambda: _all_contain(others, authored), timeout=90)
+    # GC on every node but the publisher's: the pinning window must keep what walks reach
+    run(_collect_garbage(network.net, [0, 1, 3]))
     run(network.net.stop(2))  # the publisher's node goes away; the peer process stays
     published = [_published(p) for p in others]
     wait_for(
@@ -131,7 +161,7 @@ def test_peers_keep_publishing_when_a_publishers_node_stops(network: Network) ->
     for peer in others:
         info = peer.info()
         assert info["pinnedWeights"] > 0
-        assert "error" not in info["lastRound"], info["lastRound"]
+        assert info["lastRound"]["error"] is None, info["lastRound"]
     # the orphaned peer says so, keeps trying, and resubscribes once its node is back
     health = wait_for(
         "the orphan's /healthz to fail",
@@ -144,7 +174,7 @@ def test_peers_keep_publishing_when_a_publishers_node_stops(network: Network) ->
     health = wait_for(
         "the orphan to resubscribe", lambda: (h := publisher.get("/healthz"))["ok"] and h, timeout=60
     )
-    assert health["pubsub"]["reconnects"] >= 1
+    assert health["pubsub"]["reconnects"] > reconnects
     assert publisher.alive()
     metrics = publisher.get("/metrics")
     assert "learning_tangle_pubsub_reconnects_total" in metrics

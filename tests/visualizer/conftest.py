@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from viz_browser import unavailable
 from viz_helpers import REPO, write_lab_folder
+
+
+@pytest.fixture
+def needs_chromium() -> None:
+    """The browser tests' guard: a missing Chromium or Playwright fails in CI, is a skip with its reason
+    elsewhere (and a failure again under make test, see tests/conftest.py)."""
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture

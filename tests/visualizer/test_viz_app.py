@@ -156,7 +156,7 @@ def test_live_updates_are_streams_and_the_cone_is_a_faint_overlay() -> None:
         assert sent[("ColumnsStreamedEvent", "edges")] == 1
         assert not any(kind == "ColumnDataChangedEvent" and name in ("nodes", "edges") for kind, name in sent)
         assert not any(kind == "ColumnsPatchedEvent" for kind, _name in sent)
-    assert len(app.view.nodes.data["name"]) == 316 == api.transactions("peer-000", 0)["count"]
+    assert len(app.view.nodes.data["name"]) == 316 == api.transactions("peer-000", 0).count
     cone = app.view.graph.past_cone(app.view.reference)
     assert len(app.view.cone.data["y"]) == len(cone)  # the cone follows the moving reference
     assert set(app.view.nodes.data["color"]) <= set(style.AUTHOR_PALETTE) | {style.GENESIS_COLOR}
@@ -191,7 +191,7 @@ def test_a_restarted_peer_is_fetched_again() -> None:
     app._apply(app.generation, _page(other, "peer-000", len(app.view.graph)), 1.0)
     assert len(app.view.graph) == 0
     app._apply(app.generation, _page(other, "peer-000", 0), 1.0)
-    assert app.view.graph.nodes[0].name == other.transactions(None, 0)["genesis"]
+    assert app.view.graph.nodes[0].name == other.transactions(None, 0).genesis
 
 
 def test_modes_switch_fields_without_sending_data() -> None:
@@ -268,7 +268,7 @@ def test_the_page_copy_stays_consistent_through_cone_swings_restarts_and_peer_sw
     """Interleaved updates: a poll that streams new rows and restyles most old ones, answers that arrive
     after a peer switch, a peer that starts over, clicks and x-mode switches between polls."""
     api = SteeredApi(LabLikeTangle(peers=4, seed=5), ["peer-000", "peer-001"])
-    genesis = api.transactions(None, 0)["genesis"]
+    genesis = api.transactions(None, 0).genesis
     app, doc, _recorder = _live(api)
     mirror = PageMirror(doc)
     app._apply(app.generation, _steered_page(api, "peer-000", 0), 1.0)  # the genesis alone, as a lab starts
@@ -300,7 +300,7 @@ def test_the_page_copy_stays_consistent_through_cone_swings_restarts_and_peer_sw
     other.grow(12)
     app._apply(app.generation, _steered_page(other, "peer-001", len(app.view.graph)), 1.0)
     app._apply(app.generation, _steered_page(other, "peer-001", 0), 1.0)
-    other.grow(4, reference=[other.transactions(None, 0)["genesis"]])
+    other.grow(4, reference=[other.transactions(None, 0).genesis])
     app._apply(app.generation, _steered_page(other, "peer-001", len(app.view.graph)), 1.0)
     mirror.assert_matches(doc)
     assert len(mirror.columns[app.view.nodes.id]["name"]) == len(other.builder.tangle)
@@ -314,7 +314,7 @@ def test_view_updates_stay_consistent_under_a_document_hold() -> None:
     view = TangleView()
     doc.add_root(view.figure)
     mirror = PageMirror(doc)
-    genesis = api.transactions(None, 0)["genesis"]
+    genesis = api.transactions(None, 0).genesis
     api.reference = [genesis]
     for swing in range(6):
         page = _steered_page(api, "peer-000", len(view.graph))

@@ -6,7 +6,6 @@ Needs Debian's chromium and the playwright package; skipped without them only ou
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from viz_browser import (
     NODE_POSITION_JS,
     chromium_page,
     model_text,
-    unavailable,
     until,
 )
 from viz_helpers import REPO, SteeredApi, free_port, wait_http
@@ -29,20 +27,11 @@ from viz_synthetic import LabLikeTangle
 
 from peer.api.app import BackgroundServer, create_app
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 ARTIFACTS = REPO / "test-artifacts"
 TANGLE = str(Path(sys.executable).with_name("tangle"))
 ROUNDS = 24
-
-
-@pytest.fixture(autouse=True)
-def _needs_chromium() -> None:
-    reason = unavailable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {reason}")
-        pytest.skip(reason)
 
 
 def test_live_page_follows_a_running_lab(processes: Callable[..., Any], tmp_path: Path) -> None:
@@ -160,7 +149,7 @@ def test_live_page_stays_consistent_when_the_reference_cone_swings(
     """
     api = SteeredApi(LabLikeTangle(peers=4, seed=3), ["peer-000", "peer-001"])
     api.grow(40)
-    genesis = api.transactions("peer-000", 0)["genesis"]
+    genesis = api.transactions("peer-000", 0).genesis
     api.reference = [genesis]  # a cone of one row
     api_port, viz_port = free_port(), free_port()
     server = BackgroundServer(create_app(api), port=api_port)

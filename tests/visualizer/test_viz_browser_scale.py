@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from viz_browser import (
     chromium_page,
     colour_pixels,
     model_text,
-    unavailable,
     until,
     visible_tooltips,
 )
@@ -33,7 +31,7 @@ from viz_synthetic import LabLikeTangle, SyntheticApi
 from peer.api.app import BackgroundServer, create_app
 from visualizer.style import REFERENCE_COLOR
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("needs_chromium")]
 
 ARTIFACTS = REPO / "test-artifacts"
 TANGLE = str(Path(sys.executable).with_name("tangle"))
@@ -57,15 +55,6 @@ CENTRE_JS = """([name, i]) => {
   const box = view.canvas_view.el.getBoundingClientRect();
   return [box.left + view.frame.x_scale.compute(x), box.top + view.frame.y_scale.compute(y)];
 }"""
-
-
-@pytest.fixture(autouse=True)
-def _needs_chromium() -> None:
-    reason = unavailable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {reason}")
-        pytest.skip(reason)
 
 
 def _frame_png(page: Any) -> bytes:
@@ -132,11 +121,11 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
                 until(lambda: not visible_tooltips(page), 5, "the tooltip gone")
 
             # jump to an old transaction by id: it is drawn (the banded part expands) and described
-            old = api.transactions(None, 0)["nodes"][500]
-            page.get_by_placeholder("jump to transaction id").fill(old["name"][-12:])
+            old = api.transactions(None, 0).nodes[500]
+            page.get_by_placeholder("jump to transaction id").fill(old.name[-12:])
             page.keyboard.press("Enter")
             until(
-                lambda: old["name"] in model_text(page, "selection"),
+                lambda: old.name in model_text(page, "selection"),
                 10,
                 "the jumped-to transaction described",
             )
@@ -145,13 +134,13 @@ def test_ten_thousand_transactions_are_readable(processes: Callable[..., Any]) -
                 "() => { const r = Bokeh.documents[0].get_model_by_name('tangle').x_range;"
                 " return [r.start, r.end] }"
             )
-            assert x_range[0] < old["height"] < x_range[1]
+            assert x_range[0] < old.height < x_range[1]
 
             # following again: ten more transactions arrive and the view moves to them
             page.get_by_role("button", name="follow newest").click()
             api.grow(10)
             until(lambda: page.evaluate(HEADER_COUNT_JS) == 10_010, 30, "10 more transactions")
-            depth = api.transactions(None, 10**9)["depth"]
+            depth = api.transactions(None, 10**9).depth
             until(
                 lambda: (
                     page.evaluate("() => Bokeh.documents[0].get_model_by_name('tangle').x_range.end") >= depth

@@ -12,7 +12,7 @@ from visualizer.graph import TangleGraph
 def test_cones_match_the_peer_tangle() -> None:
     tangle = lab_like_tangle(500, peers=6, seed=4)
     graph = TangleGraph()
-    graph.add_many(transactions_document(tangle, peer="x")["nodes"])
+    graph.add_many(transactions_document(tangle, peer="x").nodes)
     for node in graph.nodes[::37]:
         past = {graph.nodes[i].name for i in graph.past_cone([node.index])}
         future = {graph.nodes[i].name for i in graph.future_cone([node.index])}

@@ -10,6 +10,7 @@ from viz_helpers import free_port
 from viz_synthetic import LabLikeTangle, SyntheticApi
 
 from peer.api.app import BackgroundServer, create_app
+from peer.api.schema import LabPeerInfo
 from visualizer.graph import TangleGraph
 from visualizer.sources import ApiSource, SourceError, load_lab_run, resolve_peer_urls
 
@@ -43,7 +44,8 @@ async def test_polls_fetch_only_what_is_new() -> None:
     assert [n.name for n in graph.nodes] == [tx.id for tx in builder.tangle]
     since = [r.url.params.get("since") for r in log if r.url.path == "/api/transactions"]
     assert since == ["0", "41"]
-    assert page.info["round"] == builder.round
+    assert isinstance(page.info, LabPeerInfo)
+    assert page.info.round == builder.round
     await source.aclose()
 
 

@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 from viz_synthetic import SyntheticApi, lab_like_tangle
 
+from peer.api.schema import NodeDocument, TransactionsDocument
 from peer.api.transactions import transactions_document
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def tangle_nodes(transactions: int, **kwargs: Any) -> list[dict[str, Any]]:
+def tangle_nodes(transactions: int, **kwargs: Any) -> list[NodeDocument]:
     """`/api/transactions` node documents of a synthetic lab-like tangle."""
-    return transactions_document(lab_like_tangle(transactions, **kwargs), peer="x")["nodes"]
+    return transactions_document(lab_like_tangle(transactions, **kwargs), peer="x").nodes
 
 
 class SteeredApi(SyntheticApi):
@@ -38,7 +39,7 @@ class SteeredApi(SyntheticApi):
             self.builder.grow(count)
             self.reference = list(reference if reference is not None else self.builder.tangle.tips)
 
-    def transactions(self, peer: str | None, since: int) -> dict[str, Any]:
+    def transactions(self, peer: str | None, since: int) -> TransactionsDocument:
         name = self._check(peer)
         with self.lock:
             tangle = self.builder.tangle
@@ -47,8 +48,8 @@ class SteeredApi(SyntheticApi):
             return transactions_document(tangle, peer=name, since=since, reference=reference)
 
     def edges(self) -> list[tuple[str, str]]:
-        nodes = self.transactions(None, 0)["nodes"]
-        return [(n["name"], p) for n in nodes for p in n["parents"]]
+        nodes = self.transactions(None, 0).nodes
+        return [(n.name, p) for n in nodes for p in n.parents]
 
 
 def write_lab_folder(folder: Path, transactions: int = 60, peers: int = 5) -> Path:
@@ -56,15 +57,15 @@ def write_lab_folder(folder: Path, transactions: int = 60, peers: int = 5) -> Pa
     tangle = lab_like_tangle(transactions, peers=peers)
     doc = transactions_document(tangle, peer="peer-000", reference=tangle.tips[:2])
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tangle.json").write_text(json.dumps(doc))
-    rounds = int(max(n["timeCreated"] for n in doc["nodes"]))
+    (folder / "tangle.json").write_bytes(doc.json_bytes())
+    rounds = int(max(n.created for n in doc.nodes))
     with (folder / "metrics.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(
             handle, fieldnames=["round", "transactions", "tips", "tangle_accuracy", "fedavg_accuracy"]
         )
         writer.writeheader()
         for r in range(1, rounds + 1):
-            count = sum(1 for n in doc["nodes"] if n["timeCreated"] <= r)
+            count = sum(1 for n in doc.nodes if n.created <= r)
             writer.writerow(
                 {"round": r, "transactions": count, "tips": peers, "tangle_accuracy": r / (rounds + 1),
                  "fedavg_accuracy": min(1.0, 1.2 * r / (rounds + 1))}

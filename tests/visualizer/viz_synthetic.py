@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from peer.api.app import resolve_peer
-from peer.api.documents import TransactionsDocument
+from peer.api.schema import Health, LabPeerInfo, TransactionsDocument
 from peer.api.transactions import transactions_document
 from peer.tangle.dag import Tangle
 from peer.tangle.transaction import CODEC_DAG_CBOR, CODEC_RAW, Transaction, cid_for
@@ -97,10 +97,12 @@ class SyntheticApi:
             reference = [tips[self.names.index(name) % len(tips)]]
             return transactions_document(tangle, peer=name, since=since, reference=reference)
 
-    def peer_info(self, peer: str | None) -> dict[str, Any]:
+    def peer_info(self, peer: str | None) -> LabPeerInfo:
         name = self._check(peer)
         with self.lock:
-            return {"peer": name, "transactions": len(self.builder.tangle), "round": self.builder.round}
+            return LabPeerInfo(
+                peer=name, lab=True, transactions=len(self.builder.tangle), round=self.builder.round
+            )
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return True, {}
+    def health(self) -> Health:
+        return Health(ok=True)
