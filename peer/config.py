@@ -76,13 +76,20 @@ class LearningSettings(BaseSettings):
     reference_depth: int | None = Field(
         None,
         ge=1,
-        description="the reference counts confidence within this many heights below the highest tip "
+        description="the reference counts confidence within this many heights below the highest usable tip "
         "(default: the walk window, PARTICLE_DEPTH_MAX)",
     )
     plausible_loss_factor: float = Field(
         4.0,
         ge=1,
         description="never build on a model whose local loss exceeds this multiple of the genesis model's",
+    )
+    plausible_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="build only on models that beat the untrained genesis model on the peer's own data by "
+        "this much: accuracy higher by it, or loss lower by this share (0: no bar)",
     )
     tip_selector: Literal["weighted", "accuracy"] = Field(
         "weighted", description="IOTA weighted random walk, or the accuracy-biased walk"
@@ -365,7 +372,7 @@ class PeerSettings(LearningSettings):
     pin_window: int | None = Field(
         None,
         ge=1,
-        description="weights of transactions this many heights below the highest tip stay pinned "
+        description="weights of transactions this many heights below the highest usable tip stay pinned "
         "(default: twice the walk window; all with ENTRY=genesis)",
     )
     reannounce_interval: float = Field(

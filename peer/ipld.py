@@ -108,6 +108,42 @@ def normalize_cid(cid: str | bytes) -> str:
     return _b32(raw)
 
 
+class CidRejected(ValueError):
+    """A CID outside the one canonical form the tangle accepts; ``reason`` is a stable label
+    (``bad_cid``, ``unsupported_hash``, ``bad_codec``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+TRANSACTION_CODECS = frozenset({CODEC_DAG_CBOR})
+WEIGHTS_CODECS = frozenset({CODEC_RAW, CODEC_DAG_PB})
+
+
+def canonical_cid(cid: str | bytes, codecs: frozenset[int]) -> str:
+    """The one spelling of ``cid`` peers compare: CIDv1, sha2-256, base32, with a codec from ``codecs``.
+
+    The same block can be named in many ways (base58btc or base32 text, CIDv0, the raw or dag-json codec
+    over the same multihash: ``block/get`` ignores the codec), so every CID from the network goes through
+    this before any lookup; anything outside the form is refused, not translated.
+    """
+    try:
+        info = libipld.decode_cid(cid)
+    except (ValueError, TypeError) as e:
+        raise CidRejected("bad_cid", f"not a CID: {cid!r:.100}") from e
+    mh = info["hash"]
+    if mh["code"] != MH_SHA2_256 or mh["size"] != 32:
+        raise CidRejected("unsupported_hash", f"multihash 0x{mh['code']:x} in {cid!r:.100} (only sha2-256)")
+    if info["version"] != 1 or info["codec"] not in codecs:
+        raise CidRejected("bad_codec", f"{cid!r:.100} is not a CIDv1 of codec {sorted(codecs)}")
+    return _b32(_cid_prefix(info["codec"]) + mh["digest"])
+
+
+def _cid_prefix(codec: int) -> bytes:
+    return varint(1) + varint(codec) + varint(MH_SHA2_256) + varint(32)
+
+
 def cid_codec(cid: str) -> int:
     """The multicodec of a CID (raw, dag-pb, dag-cbor, ...)."""
     return int(libipld.decode_cid(cid)["codec"])

@@ -106,13 +106,16 @@ def test_a_long_running_peer_stays_bounded() -> None:
 
 
 class _CatOnly:
-    """Stands in for the kubo RPC client: IpfsStorage's size memo is what is under test, not the node."""
+    """Stands in for the kubo RPC client (cat, files/stat): the size memo is under test, not the node."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
 
     async def cat(self, cid: str, *, max_bytes: int) -> bytes:
         return self.files[cid]
+
+    async def file_size(self, cid: str) -> int:  # the size check before any fetch (issue 14)
+        return len(self.files[cid])
 
 
 def test_ipfs_storage_remembers_a_bounded_number_of_sizes() -> None:

@@ -8,15 +8,18 @@ kubo's RPC port (an admin API).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from peer.api.schema import Document, Health, PeerInfo, TransactionsDocument
 
@@ -85,6 +88,42 @@ def ipfs_metrics_route(fetch: IpfsMetrics) -> Route:
     return Route("/metrics/ipfs", endpoint, methods=["GET"])
 
 
+def host_allowed(host: str) -> bool:
+    """Whether a request's Host names this API the way a client of it does: an IP address, `localhost`, or a
+    single-label name (a compose service, a Kubernetes pod's short name). A DNS-rebinding page reaches a
+    private address under a public, dotted name of its own; that Host is refused."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [v6]:port
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name == "localhost" or ("." not in name.rstrip(".") and name.replace("-", "").isalnum())
+
+
+class HostCheck:
+    """ASGI middleware: 421 Misdirected Request for a Host that :func:`host_allowed` refuses."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not host_allowed(host):
+                response = JSONResponse({"error": "Host not allowed"}, status_code=421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     source: ApiSource, *, metrics: Any | None = None, ipfs_metrics: IpfsMetrics | None = None
 ) -> Starlette:
@@ -141,7 +180,7 @@ def create_app(
         routes.append(Route("/metrics", metrics_endpoint))
     if ipfs_metrics is not None:
         routes.append(ipfs_metrics_route(ipfs_metrics))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck)])
 
 
 class BackgroundServer:

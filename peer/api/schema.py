@@ -146,6 +146,7 @@ class DaemonPeerInfo(PeerInfo):
     ticks: int
     trainings: int
     last_round: RoundInfo | None
+    recent_rounds: list[RoundInfo] = Field(default_factory=list)  # the last 100, oldest first
     received: int
     rejected: dict[str, int]
     unresolved: int
@@ -177,13 +178,28 @@ class PubsubHealth(Document):
     for_seconds: float = Field(validation_alias="for", serialization_alias="for")
 
 
+class IntakeHealth(Document):
+    """The intake under hostile senders (docs/peer.md, "Defences against hostile peers: network intake")."""
+
+    starved: bool
+    reasons: list[str]  # why it is starved: every slot busy for long, or fetches timing out
+    busy: int  # announcements being resolved now
+    slots: int
+    waiting: float  # seconds the intake has waited for a free slot (0: not waiting)
+    timeouts: int  # fetches that missed their deadline in the last minute
+    skipped_unreachable: int  # announcements of a CID remembered as unreachable (cost nothing)
+
+
 class DaemonHealth(Health):
-    """Ready when the peer has started and its PubSub subscription is up (k3s restarts it after long)."""
+    """Ready when the peer has started and its PubSub subscription is up (k3s restarts it after long).
+    `status` is "degraded" (still 200) while the intake is starved: a restart would not help."""
 
     peer: str
     started: bool
     uptime: float
     pubsub: PubsubHealth
+    status: Literal["ok", "degraded", "down"]
+    intake: IntakeHealth
 
 
 # --- /api/lab -----------------------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ class BlockNotFound(LookupError):
     """The storage could not produce the block (yet): absent, unreachable, or timed out."""
 
 
+class ContentTooLarge(ValueError):
+    """The content behind a CID is over the size allowed (declared so, or found so while reading). Content
+    never changes, so this is final: callers remember the CID as unusable instead of asking again."""
+
+
 @dataclass(frozen=True)
 class Message:
     sender: str  # the publishing node's identity (kubo signs PubSub messages)

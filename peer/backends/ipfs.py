@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from peer.backends.base import BlockNotFound, Message
+from peer.backends.base import BlockNotFound, ContentTooLarge, Message
 from peer.bounded import LruDict
 from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsApiError, IpfsConnectionError, IpfsError, IpfsTimeout, IpfsTooLarge
@@ -58,11 +58,20 @@ class IpfsStorage:
         return cid
 
     async def get_weights(self, cid: str, *, max_bytes: int) -> bytes:
+        # the size the file's root declares (`files/stat` reads the root block only) is checked before any
+        # content is fetched: one transaction naming 200 MB of weights must cost a block, not 200 MB
+        try:
+            with self.metrics.ipfs_request("files/stat"):
+                declared = await self.client.file_size(cid)
+        except IpfsError as error:
+            raise BlockNotFound(f"weights {cid}: {error}") from error
+        if declared > max_bytes:
+            raise ContentTooLarge(f"weights {cid} declare {declared} bytes, over the limit of {max_bytes}")
         try:
             with self.metrics.ipfs_request("cat"):
                 data = await self.client.cat(cid, max_bytes=max_bytes)
-        except IpfsTooLarge as error:
-            raise BlockNotFound(f"weights {cid}: {error}") from error
+        except IpfsTooLarge as error:  # a root that declared less than its content: read no further
+            raise ContentTooLarge(f"weights {cid}: {error}") from error
         except IpfsError as error:
             raise BlockNotFound(f"weights {cid}: {error}") from error
         verify_file(cid, data)  # a node (or a relay) handing out other bytes is caught here

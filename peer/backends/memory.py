@@ -6,7 +6,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from peer.backends.base import BlockNotFound, Message
+from peer.backends.base import BlockNotFound, ContentTooLarge, Message
 from peer.ipld import unixfs_file_cid, verify_block
 
 
@@ -28,7 +28,7 @@ class MemoryStorage:
         return cid
 
     async def get_weights(self, cid: str, *, max_bytes: int) -> bytes:
-        return self._get(cid, max_bytes)
+        return self.read(cid, max_bytes=max_bytes)
 
     async def put_transaction(self, cid: str, block: bytes) -> None:
         verify_block(cid, block)
@@ -56,7 +56,10 @@ class MemoryStorage:
 
     def read(self, cid: str, *, max_bytes: int) -> bytes:
         """`get_weights` without the event loop, for a weights cache that several peers share."""
-        return self._get(cid, max_bytes)
+        data = self._get(cid, None)
+        if len(data) > max_bytes:  # final, as on IPFS: the same CID never names other bytes
+            raise ContentTooLarge(f"weights {cid}: {len(data)} bytes exceed the limit of {max_bytes}")
+        return data
 
     def drop(self, cids: list[str]) -> int:
         """Forget blocks (what garbage collection does to unpinned blocks on IPFS); returns bytes freed."""
@@ -81,12 +84,12 @@ class MemoryStorage:
             self._blocks[cid] = data
             self._new[cid] = data
 
-    def _get(self, cid: str, max_bytes: int) -> bytes:
+    def _get(self, cid: str, max_bytes: int | None) -> bytes:
         try:
             data = self._blocks[cid]
         except KeyError:
             raise BlockNotFound(cid) from None
-        if len(data) > max_bytes:
+        if max_bytes is not None and len(data) > max_bytes:
             raise BlockNotFound(f"{cid}: {len(data)} bytes exceed the limit of {max_bytes}")
         return data
 

@@ -555,6 +555,24 @@ class IpfsClient:
 
     # -- swarm -------------------------------------------------------------------------------------
 
+    async def key_sign(self, data: bytes, *, request_timeout: TimeoutArg = DEFAULT) -> bytes:
+        """The node's own key (``self``) signs ``data`` (kubo prefixes "libp2p-key signed message:")."""
+        files = {"file": ("data", data, "application/octet-stream")}
+        obj = await self._json("key/sign", files=files, request_timeout=request_timeout)
+        return bytes(libipld.decode_multibase(obj["Signature"])[1])
+
+    async def key_verify(
+        self, peer_id: str, signature: bytes, data: bytes, *, request_timeout: TimeoutArg = DEFAULT
+    ) -> bool:
+        """Whether ``signature`` is ``peer_id``'s key's signature of ``data`` (the public key is inside an
+        Ed25519 peer id: nothing is fetched). A malformed peer id is an :class:`IpfsApiError`."""
+        params = {"key": peer_id, "signature": libipld.encode_multibase("u", signature)}
+        files = {"file": ("data", data, "application/octet-stream")}
+        obj = await self._json(
+            "key/verify", params, files=files, request_timeout=request_timeout, idempotent=True
+        )
+        return obj.get("SignatureValid") is True
+
     async def swarm_peers(self, *, request_timeout: TimeoutArg = DEFAULT) -> list[SwarmPeer]:
         obj = await self._json("swarm/peers", request_timeout=request_timeout, idempotent=True)
         peers = []

@@ -18,6 +18,7 @@ from peer.learning import poisoning, rules
 from peer.learning.weights_source import WeightsSource, WeightsUnavailable
 from peer.metrics import PeerInstruments
 from peer.models.base import Metrics, Model, TrainParams, Weights
+from peer.models.fake import FakeModel
 from peer.models.weights import average_weights
 from peer.tangle.dag import Tangle
 from peer.tangle.tip_selection import TipSelector
@@ -86,6 +87,9 @@ class Learner:
         self._rating_x = data.train_x[:count]
         self._rating_y = data.train_y[:count]
         self._ratings: LruDict[str, Metrics] = LruDict(MAX_RATINGS)
+        # the fake model's metrics are random by design: a bar over the genesis model's would be a coin toss
+        self._margin = 0.0 if isinstance(model, FakeModel) else settings.plausible_margin
+        self.last_top: int | None = None  # the highest usable height at the last round (see `top`)
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, weights: Weights) -> Metrics:
@@ -110,7 +114,19 @@ class Learner:
         for t in stale:
             del self._ratings[t]
 
-    def _selector(self, tangle: Tangle, rng: np.random.Generator) -> TipSelector:
+    def top(self, tangle: Tangle) -> int:
+        """The highest height that holds a usable (plausible) transaction. The walk window and the reference
+        hang from it, not from the highest tip: otherwise a chain of cheap implausible transactions piled
+        on top (each approving the one below) moves every walk's start and the whole reference window onto
+        itself, and the reference falls back to the untrained genesis model (issue 14, finding 3). Ratings
+        are cached, so the scan down such a chain costs one rating per transaction once."""
+        height = tangle.max_height
+        while height > 0 and not any(self.plausible(tangle, t) for t in tangle.at_height(height)):
+            height -= 1
+        self.last_top = height
+        return height
+
+    def _selector(self, tangle: Tangle, rng: np.random.Generator, top: int) -> TipSelector:
         def accuracy(tx_id: str) -> float:
             try:
                 return self.rating(tangle, tx_id).accuracy
@@ -123,14 +139,18 @@ class Learner:
             rng,
             accuracy=accuracy,
             usable=lambda tx_id: self.plausible(tangle, tx_id),
+            top=top,
         )
 
     def reference(self, tangle: Tangle, rng: np.random.Generator) -> Reference:
-        selector = self._selector(tangle, rng)
+        return self._reference(tangle, rng, self.top(tangle))
+
+    def _reference(self, tangle: Tangle, rng: np.random.Generator, top: int) -> Reference:
+        selector = self._selector(tangle, rng, top)
         # confidence is counted within the walk window, or a shallower band: in a tangle 100 wide the
         # window's score favours models several rounds old (see README, "The lab at 100 peers and more")
         depth = self.settings.reference_depth or selector.config.window_depth
-        min_height = 0 if depth is None else max(0, tangle.max_height - depth)
+        min_height = 0 if depth is None else max(0, top - depth)
         started = time.perf_counter()
         chosen = self.reference_rule.choose(
             rules.ReferenceInputs(
@@ -152,23 +172,41 @@ class Learner:
         )
 
     def plausible(self, tangle: Tangle, tx_id: str) -> bool:
-        """Whether a transaction is worth building on: its weights can be had, and on the peer's own data its
-        loss is within `plausible_loss_factor` times the untrained genesis model's. One averaged-in model of
-        random weights (loss ~50 on digits, against ~2.5 untrained) ruins a reference or a new model; a
-        legitimate model trained on other peers' labels stays well inside the bar."""
+        """Whether a transaction is worth building on, as a tip or in the reference. The genesis always is
+        (every walk can fall back to it); any other needs weights that can be had and, on the peer's own data:
+
+        - a loss within `plausible_loss_factor` times the untrained genesis model's: one averaged-in model of
+          random weights (loss ~50 on digits, against ~2.5 untrained) ruins a reference or a new model;
+        - to beat the untrained model by `plausible_margin` (accuracy higher by it, or loss lower by that
+          share): a transaction carrying the genesis weights (or a copy barely changed) that approves every
+          honest tip would otherwise become the only tip, every round would train from it, lose to the
+          reference and publish nothing (issue 14, finding 2).
+
+        Legitimate models trained on other peers' labels pass both from the third height on (measured on
+        the lab's defaults: docs/peer.md, "Defences against hostile peers: learning")."""
+        genesis = tangle.genesis.id
+        if tx_id == genesis:
+            return True
         try:
-            loss = self.rating(tangle, tx_id).loss
+            rating = self.rating(tangle, tx_id)
         except WeightsUnavailable:
             return False
-        return loss <= self.settings.plausible_loss_factor * self.rating(tangle, tangle.genesis.id).loss
+        untrained = self.rating(tangle, genesis)
+        if rating.loss > self.settings.plausible_loss_factor * untrained.loss:
+            return False
+        margin = self._margin
+        if margin == 0:  # the bar is off
+            return True
+        return rating.accuracy >= untrained.accuracy + margin or rating.loss <= (1 - margin) * untrained.loss
 
     # --- one round -----------------------------------------------------------------------------------------
     def train_round(
         self, tangle: Tangle, rng: np.random.Generator, *, attacking: bool = False
     ) -> RoundOutcome:
         settings = self.settings
-        reference = self.reference(tangle, rng)
-        selector = self._selector(tangle, rng)
+        top = self.top(tangle)
+        reference = self._reference(tangle, rng, top)
+        selector = self._selector(tangle, rng, top)
         started = time.perf_counter()
         tips = selector.select(
             settings.num_of_tips,

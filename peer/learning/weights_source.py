@@ -13,7 +13,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from peer.backends.base import ContentTooLarge
 from peer.bounded import LruDict
+from peer.ipld import BlockVerificationError
 from peer.models.base import Weights, WeightSpec
 from peer.models.weights import WeightsError, decode_weights, weights_nbytes
 
@@ -79,8 +81,9 @@ class WeightsSource:
             data = self._fetch(weights_id)
             self.fetched_bytes += len(data)
             weights = decode_weights(data, self._spec, max_bytes=self._max_bytes)
-        except WeightsError as error:
-            # invalid content never becomes valid: remember it
+        except (WeightsError, BlockVerificationError, ContentTooLarge) as error:
+            # invalid content never becomes valid, nor do bytes that do not hash to their CID (a node that
+            # serves tampered bytes under a CID serves them again), nor oversized content: remember it
             with self._lock:
                 self._unusable[weights_id] = f"invalid: {error}"
             raise WeightsUnavailable(weights_id, f"invalid: {error}") from error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from peer.tangle.transaction import InvalidTransaction, cid_bytes
+from peer.tangle.transaction import InvalidTransaction, canonical_transaction_cid
 
 MAX_ANNOUNCEMENT_BYTES = 4096
 MAX_ANNOUNCED_TIPS = 16
@@ -42,6 +42,8 @@ def decode_announcement(data: bytes) -> Announcement:
         raise InvalidTransaction(
             "bad_announcement", f"tips is not a list of at most {MAX_ANNOUNCED_TIPS} CIDs"
         )
-    for cid in [tx, *tips] if tx else tips:
-        cid_bytes(cid)  # raises bad_cid
-    return Announcement(transaction=tx, tips=tuple(tips))
+    # one spelling per transaction before any lookup: other spellings of a known CID are the same CID, other
+    # codecs or hashes over its bytes are refused (bad_codec, unsupported_hash, bad_cid)
+    transaction = canonical_transaction_cid(tx) if tx is not None else None
+    canonical = tuple(dict.fromkeys(canonical_transaction_cid(t) for t in tips))
+    return Announcement(transaction=transaction, tips=canonical)

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from peer.api.app import create_app
 from peer.api.schema import (
     DaemonHealth,
     DaemonPeerInfo,
+    IntakeHealth,
     PubsubHealth,
     PubsubInfo,
     RoundInfo,
@@ -54,8 +56,12 @@ from peer.retry import Backoff, retry
 log = logging.getLogger("peer.daemon")
 
 ACTIVITY, TRAIN = 3, 0  # purposes of the random streams (as in the lab)
-MAX_CONCURRENT_INTAKE = 32
+MAX_CONCURRENT_INTAKE = 32  # announcements resolving at once
+MAX_INTAKE_PER_SENDER = 4  # of which one PubSub sender may hold; more from it are dropped (sender_busy)
+MAX_CONCURRENT_FETCHES = 128  # fetches at once: > MAX_INTAKE_PER_SENDER x (1 + MAX_ANNOUNCED_TIPS)
+STARVED_TIMEOUTS = 8  # fetch timeouts in a minute from which /healthz says the intake is starved
 READY_BACKOFF = Backoff(0.5, 10.0)  # waiting for the IPFS node beside us at start-up
+RECENT_ROUNDS = 100  # rounds shown in /api/peer: publishing per round, not per wall-clock second
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -96,6 +102,7 @@ class PeerDaemon:
         self.ticks = 0
         self.trainings = 0
         self.last_round: RoundInfo | None = None
+        self.recent_rounds: deque[RoundInfo] = deque(maxlen=RECENT_ROUNDS)
         self.reference: Reference | None = None
         self.client: IpfsClient | None = None
         self.author = ""
@@ -104,6 +111,8 @@ class PeerDaemon:
         self.broker: Broker | None = None
         self.http_port: int | None = None
         self._round: asyncio.Future[None] | None = None
+        self.intake_per_sender: dict[str, int] = {}  # announcements in flight by PubSub sender
+        self.intake_waiting_since: float | None = None  # monotonic time the intake began waiting for a slot
 
     # --- set-up ------------------------------------------------------------------------------------------
     async def _connect(self) -> tuple[Storage, Broker, PeerMetrics]:
@@ -212,13 +221,26 @@ class PeerDaemon:
             metrics=instruments,
         )
         self.peer, self.broker = peer, broker
-        window = self.window = PinWindow(peer.tangle, storage, s.pin_depth)
+        window = self.window = PinWindow(
+            peer.tangle, storage, s.pin_depth, vet=peer.usable_weights, top=lambda: peer.learner.last_top
+        )
 
         def inserted(tx: Any) -> None:
             instruments.inserted(tx)
             window.changed()
 
         peer.builder.on_insert = inserted
+        verify = None
+        if self.client is not None and s.storage == "ipfs":
+            # every transaction carries its author's signature by the author's kubo key (docs/peer.md)
+            peer.signer = self.client.key_sign
+            verify = self.client.key_verify
+        peer.builder.open_network(
+            fetch_timeout=s.timeout,
+            clock=time.time,
+            max_concurrency=MAX_CONCURRENT_FETCHES,
+            verify_signature=verify,
+        )
         log.info(
             "peer %d (%s) on %s: model %s, genesis %s, topic %s",
             self.index,
@@ -302,6 +324,7 @@ class PeerDaemon:
     async def _intake(self, peer: Peer) -> None:
         slots = asyncio.Semaphore(MAX_CONCURRENT_INTAKE)
         running: set[asyncio.Task[None]] = set()
+        per_sender = self.intake_per_sender
 
         async def handle(message: Message) -> None:
             try:
@@ -310,12 +333,45 @@ class PeerDaemon:
                 log.exception("intake failed on a message from %s", message.sender)
             finally:
                 slots.release()
+                per_sender[message.sender] -= 1
+                if not per_sender[message.sender]:
+                    del per_sender[message.sender]
 
         async for message in peer.broker.subscribe(peer.topic):
+            if per_sender.get(message.sender, 0) >= MAX_INTAKE_PER_SENDER:
+                # one sender cannot take every slot: the rest of its burst is dropped (announcements repeat)
+                peer.builder.received += 1
+                peer.builder.rejected["sender_busy"] += 1
+                continue
+            per_sender[message.sender] = per_sender.get(message.sender, 0) + 1
+            if slots.locked():
+                self.intake_waiting_since = time.monotonic()
             await slots.acquire()  # backpressure: at most this many announcements resolve at once
+            self.intake_waiting_since = None
             task = asyncio.create_task(handle(message))
             running.add(task)
             task.add_done_callback(running.discard)
+
+    def intake_state(self) -> IntakeHealth:
+        """What /healthz shows of the intake: starved when every slot has been busy for longer than TIMEOUT
+        or fetches keep timing out (CIDs nobody serves hold the slots: an attack or a partitioned node)."""
+        builder = self.peer.builder if self.peer is not None else None
+        timeouts = builder.recent_timeouts() if builder is not None else 0
+        waiting = time.monotonic() - self.intake_waiting_since if self.intake_waiting_since else 0.0
+        reasons = []
+        if waiting > (self.settings.timeout or 30.0):
+            reasons.append(f"every intake slot busy for {waiting:.0f} s")
+        if timeouts >= STARVED_TIMEOUTS:
+            reasons.append(f"{timeouts} fetches timed out in the last minute")
+        return IntakeHealth(
+            starved=bool(reasons),
+            reasons=reasons,
+            busy=sum(self.intake_per_sender.values()),
+            slots=MAX_CONCURRENT_INTAKE,
+            waiting=round(waiting, 1),
+            timeouts=timeouts,
+            skipped_unreachable=builder.skipped_unreachable if builder is not None else 0,
+        )
 
     # --- training ----------------------------------------------------------------------------------------
     async def _training(self, peer: Peer) -> None:
@@ -349,6 +405,7 @@ class PeerDaemon:
         except Exception as error:
             log.warning("training round %d failed: %s: %s", tick, type(error).__name__, error)
             self.last_round = RoundInfo(tick=tick, error=f"{type(error).__name__}: {error}")
+            self.recent_rounds.append(self.last_round)
             return
         finally:
             # a round frees weight-sized blocks (copies, gradients, activations) that glibc would keep
@@ -364,6 +421,7 @@ class PeerDaemon:
             accuracy=outcome.metrics.accuracy if outcome.metrics else None,
             reference_accuracy=outcome.reference.metrics.accuracy,
         )
+        self.recent_rounds.append(self.last_round)
         log.info(
             "round %d: reference accuracy %.3f, %s (%s)",
             tick,
@@ -435,6 +493,7 @@ class DaemonApiSource:
             ticks=d.ticks,
             trainings=d.trainings,
             last_round=d.last_round,
+            recent_rounds=list(d.recent_rounds),
             reference_accuracy=d.reference.metrics.accuracy if d.reference else None,
             reference=d.reference.transactions if d.reference else [],
             received=p.builder.received,
@@ -466,8 +525,10 @@ class DaemonApiSource:
     def health(self) -> DaemonHealth:
         d = self.daemon
         sub = d.subscription()
+        intake = d.intake_state()
+        ok = d.peer is not None and sub.connected
         return DaemonHealth(
-            ok=d.peer is not None and sub.connected,
+            ok=ok,
             peer=d.author,
             started=d.peer is not None,
             uptime=round(time.monotonic() - d.started, 1),
@@ -477,6 +538,9 @@ class DaemonApiSource:
                 last_error=sub.last_error,
                 for_seconds=round(time.monotonic() - sub.since, 1),
             ),
+            # degraded is not down: a restart would not help, so the status code stays 200 (docs/peer.md)
+            status="down" if not ok else "degraded" if intake.starved else "ok",
+            intake=intake,
         )
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from peer.data.dataset import PeerData
 from peer.ipld import unixfs_file_cid
 from peer.learning.genesis import GENESIS_AUTHOR, genesis_weights, topic_for
 from peer.learning.learner import Learner, Reference, RoundOutcome
-from peer.learning.weights_source import WeightsSource
+from peer.learning.weights_source import WeightsSource, WeightsUnavailable
 from peer.metrics import PeerInstruments
 from peer.models.base import Model, Weights
 from peer.models.weights import encode_weights, weights_nbytes
@@ -141,6 +142,8 @@ class Peer:
         self.published_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._window_floor = 0  # decoded weights and ratings below this height have left memory
+        # signs each transaction's unsigned block with the author's key (the daemon: its kubo node's key)
+        self.signer: Callable[[bytes], Awaitable[bytes]] | None = None
 
     # --- intake ------------------------------------------------------------------------------------------
     async def run_intake(self) -> None:
@@ -156,7 +159,9 @@ class Peer:
         depth = self.settings.walk_config().window_depth
         if depth is None or self.shared is not None:  # genesis walks read everything; the lab evicts itself
             return 0
-        floor, gone = self.tangle.weights_left_window(depth, self._window_floor)
+        # from the learner's highest usable height, as the walks: a cheap chain piled on top must not make
+        # honest peers drop (and fetch and rate again) what their walks still read
+        floor, gone = self.tangle.weights_left_window(depth, self._window_floor, top=self.learner.last_top)
         if floor == self._window_floor:
             return 0
         self.weights.forget(gone)
@@ -187,7 +192,8 @@ class Peer:
         data = await asyncio.to_thread(encode_weights, weights)
         weights_cid = await self.storage.put_weights(data)
         self.weights.put(weights_cid, weights)
-        cid, block = encode_transaction(
+        make = functools.partial(
+            encode_transaction,
             parents=parents,
             weights=weights_cid,
             model=self.model.architecture,
@@ -196,6 +202,9 @@ class Peer:
             tag=self.tag,
             metrics=metrics,
         )
+        cid, block = make()
+        if self.signer is not None:  # the unsigned block is what the author signs
+            cid, block = make(signature=await self.signer(block))
         await self.storage.put_transaction(cid, block)
         tx = decode_transaction(cid, block, verify=False)
         if self.shared is None:  # a shared tangle gets it with the round's delivery, in peer order
@@ -206,6 +215,19 @@ class Peer:
         # publish last: once announced, others may fetch it, so it must be stored first
         await self.broker.publish(self.topic, Announcement(cid, tuple(self.tangle.tips[-8:])).encode())
         return tx
+
+    async def usable_weights(self, weights_id: str) -> bool:
+        """Whether weights may be pinned: fetched within the size limit (the declared size is checked
+        before any content is read), checked against their CID and decoded; what fails is remembered as
+        unusable, so it is neither fetched nor pinned again (the pinning window's `vet`)."""
+        if self.weights.holds(weights_id):
+            return True
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.weights.get, weights_id)
+        except WeightsUnavailable:
+            return False
+        return True
 
     def _fetch_weights_blocking(self, weights_id: str) -> bytes:
         """Called on the training thread: the fetch itself runs on the event loop."""

@@ -6,6 +6,13 @@ its disks. Here each peer pins the weights of the transactions within `depth` he
 kubo's GC on the repository stays bounded and a publisher going away loses nothing anyone still builds on.
 Transaction blocks (a few hundred bytes each) stay pinned for good: a late joiner rebuilds the whole tangle
 by walking back from the tips, and `ipfs dag export` of a tip needs the whole past.
+
+Pinning weights fetches them, whole, so a hostile transaction could make every peer download and keep any
+amount (issue 14, finding 4: 200 MB behind one transaction filled the victims' disks). Weights are pinned
+only once `vet` has fetched them within the weights size limit, checked them against their CID and decoded
+them (`Peer.usable_weights`): their DAG is then the canonical one of at most the model's size, and is all
+local. The window hangs from `top`, the learner's highest usable height, so a chain of implausible
+transactions piled on top cannot push the weights honest peers build on out of it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 
 from peer.backends.base import Storage
 from peer.tangle.dag import Tangle
@@ -22,12 +30,24 @@ log = logging.getLogger(__name__)
 
 
 class PinWindow:
-    def __init__(self, tangle: Tangle, storage: Storage, depth: int | None, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        tangle: Tangle,
+        storage: Storage,
+        depth: int | None,
+        *,
+        concurrency: int = 4,
+        vet: Callable[[str], Awaitable[bool]] | None = None,
+        top: Callable[[], int | None] | None = None,
+    ) -> None:
         self.tangle = tangle
         self.storage = storage
         self.depth = depth
+        self.vet = vet
+        self.top = top
         self.weights: set[str] = set()  # weights pinned by this window
         self.failures = 0
+        self.refused = 0  # weights not pinned because `vet` turned them down (retried at later updates)
         self._seen = 0  # transactions of the tangle whose block was handed to pinning
         self._retry: list[str] = []
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -40,7 +60,8 @@ class PinWindow:
     def wanted_weights(self) -> set[str]:
         """Weights that should be pinned now: those of the window, and the genesis model."""
         tangle = self.tangle
-        ids = tangle.window(self.depth) if self.depth is not None else [tx.id for tx in tangle]
+        top = self.top() if self.top is not None else None
+        ids = tangle.window(self.depth, top=top) if self.depth is not None else [tx.id for tx in tangle]
         return {tangle.get(t).weights for t in ids} | {tangle.genesis.weights}
 
     def changed(self, *_args: object) -> None:
@@ -60,7 +81,7 @@ class PinWindow:
         self._retry = []
         wanted = self.wanted_weights()
         to_pin = blocks + sorted(wanted - self.weights)
-        results = await asyncio.gather(*(self._pin(cid) for cid in to_pin))
+        results = await asyncio.gather(*(self._pin(cid, vet=cid in wanted) for cid in to_pin))
         for cid, ok in zip(to_pin, results, strict=True):
             if cid in wanted:
                 if ok:
@@ -83,8 +104,11 @@ class PinWindow:
             self._changed.clear()
             await self.update()
 
-    async def _pin(self, cid: str) -> bool:
+    async def _pin(self, cid: str, *, vet: bool) -> bool:
         async with self._semaphore:
+            if vet and self.vet is not None and not await self.vet(cid):
+                self.refused += 1
+                return False
             try:
                 await self.storage.pin([cid])
             except Exception as error:  # unreachable: retried at the next update

@@ -92,19 +92,21 @@ class Tangle:
         """The transaction and everything that approves it."""
         return self._cone(tx_id, self._approvers.__getitem__, lambda _t: True)
 
-    def window(self, depth: int) -> list[str]:
-        """Transactions at most `depth` heights below the highest tip, lowest first."""
-        start = max(0, self.max_height - depth)
+    def window(self, depth: int, *, top: int | None = None) -> list[str]:
+        """Transactions at most `depth` heights below the highest tip (or below height `top`, and everything
+        above it), lowest first."""
+        start = max(0, (self.max_height if top is None else min(top, self.max_height)) - depth)
         return [t for h in range(start, self.max_height + 1) for t in self._by_height[h]]
 
-    def weights_left_window(self, depth: int, since: int) -> tuple[int, list[str]]:
-        """The window's floor (`max_height - depth`) and the weights of the transactions at heights
-        [since, floor) that neither the window nor the genesis shares: what no walk reads again once the
-        floor passed them (a caller keeps the floor it got and passes it as `since` next time)."""
-        floor = self.max_height - depth
+    def weights_left_window(self, depth: int, since: int, *, top: int | None = None) -> tuple[int, list[str]]:
+        """The window's floor (`max_height - depth`, or `top - depth`: see `window`) and the weights of the
+        transactions at heights [since, floor) that neither the window nor the genesis shares: what no walk
+        reads again once the floor passed them (a caller keeps the floor it got and passes it as `since`
+        next time)."""
+        floor = (self.max_height if top is None else min(top, self.max_height)) - depth
         if floor <= since:
             return since, []
-        keep = {self._transactions[t].weights for t in self.window(depth)} | {self.genesis.weights}
+        keep = {self._transactions[t].weights for t in self.window(depth, top=top)} | {self.genesis.weights}
         gone = [
             self._transactions[t].weights
             for h in range(since, floor)

@@ -45,7 +45,9 @@ class TipSelector:
 
     `accuracy` rates a transaction by its model's accuracy on the walker's data (needed by the accuracy walk);
     `usable` says whether a transaction can be built on (its weights can be had and are plausible): a walk
-    that ends at an unusable transaction is retried without it.
+    that ends at an unusable transaction is retried without it. `top` is the height particles are counted
+    down from (default: the highest tip); a walker that knows the highest usable height passes it, so
+    unusable transactions piled on top cannot move where walks start.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class TipSelector:
         *,
         accuracy: Callable[[str], float] | None = None,
         usable: Callable[[str], bool] | None = None,
+        top: int | None = None,
     ) -> None:
         self.rule = walk_rule(config.kind)
         if self.rule.needs_accuracy and accuracy is None:
@@ -65,15 +68,16 @@ class TipSelector:
         self.rng = rng
         self._accuracy = accuracy
         self._usable = usable
+        self.top = tangle.max_height if top is None else min(top, tangle.max_height)
         self.excluded: set[str] = set()
 
     def entry_point(self) -> str:
         cfg = self.config
         tangle = self.tangle
-        if cfg.entry == "genesis" or tangle.max_height <= cfg.particle_depth_min:
+        if cfg.entry == "genesis" or self.top <= cfg.particle_depth_min:
             return tangle.genesis.id
-        low = max(0, tangle.max_height - cfg.particle_depth_max)
-        high = tangle.max_height - cfg.particle_depth_min
+        low = max(0, self.top - cfg.particle_depth_max)
+        high = self.top - cfg.particle_depth_min
         height = int(self.rng.integers(low, high + 1))
         candidates = tangle.at_height(height)
         return candidates[int(self.rng.integers(len(candidates)))]

@@ -4,6 +4,7 @@ talk to their IPFS nodes the way another (honest or hostile) network participant
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -187,6 +188,11 @@ class Participant:
         async with IpfsClient(self.api_url) as client:
             return (await client.id()).peer_id
 
+    async def sign(self, data: bytes) -> bytes:
+        """This node's key's signature of `data` (what a peer puts into its transactions)."""
+        async with IpfsClient(self.api_url) as client:
+            return await client.key_sign(data)
+
     async def announce(self, data: bytes) -> None:
         async with IpfsClient(self.api_url) as client:
             await client.pubsub_pub(self.topic, data)
@@ -212,7 +218,8 @@ class Participant:
         """Store a (structurally valid) transaction and, by default, announce it first-hand."""
         tx = self.genesis.transaction
         weights_cid = await self.add(weights if weights is not None else self.genesis.weights_bytes)
-        cid, block = encode_transaction(
+        make = functools.partial(
+            encode_transaction,
             parents=parents if parents is not None else [tx.id],
             weights=weights_cid,
             model=model or tx.model,
@@ -221,6 +228,8 @@ class Participant:
             tag="test",
             metrics=metrics or {"accuracy": 0.1, "loss": 2.3},
         )
+        # signed by this node's key, as a peer signs its own (with another author: a signature that fails)
+        cid, block = make(signature=await self.sign(make()[1]))
         assert await self.put_block(block) == cid
         if announce:
             await self.announce(Announcement(cid, ()).encode())

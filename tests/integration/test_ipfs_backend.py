@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from peer.backends.base import BlockNotFound
+from peer.backends.base import ContentTooLarge
 from peer.backends.ipfs import IpfsStorage
 from peer.ipfs import IpfsClient
-from peer.ipld import UNIXFS_CHUNK, UNIXFS_MAX_LINKS, unixfs_file_cid
+from peer.ipld import CODEC_DAG_CBOR, UNIXFS_CHUNK, UNIXFS_MAX_LINKS, cid_for, unixfs_file_cid
 from peer.tangle.transaction import InvalidTransaction, encode_transaction
 
 pytestmark = pytest.mark.integration
@@ -32,12 +32,11 @@ async def test_storage_round_trip_across_nodes(ipfs_a: IpfsClient, ipfs_b: IpfsC
     weights_cid = await a.put_weights(weights)
     assert weights_cid == unixfs_file_cid(weights)
     assert await b.get_weights(weights_cid, max_bytes=len(weights)) == weights
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(ContentTooLarge):  # final: declared over the limit, nothing fetched
         await b.get_weights(weights_cid, max_bytes=len(weights) - 1)
 
-    cid, block = encode_transaction(
-        parents=[weights_cid], weights=weights_cid, model="m", author="a", created=1.0
-    )
+    parent = cid_for(b"a parent", CODEC_DAG_CBOR)  # parents are transactions (dag-cbor), never weights
+    cid, block = encode_transaction(parents=[parent], weights=weights_cid, model="m", author="a", created=1.0)
     await a.put_transaction(cid, block)
     assert await b.get_transaction(cid, max_bytes=len(block)) == block
     with pytest.raises(InvalidTransaction) as info:
