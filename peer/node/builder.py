@@ -194,8 +194,8 @@ class TangleBuilder:
                     if error is not None:
                         self._reject(error.reason, error)
                         return False
-            if not self._within_author_rates([fetched[c] for c in level]):
-                return False
+            if level == [cid] and not self._within_author_rates([fetched[cid]]):
+                return False  # the named transaction only: its past may be a late joiner's catch-up
             level = next_level
         # parents first: reverse discovery order, then insert whatever became ready until nothing moves
         waiting = list(reversed(fetched.values()))
@@ -220,9 +220,9 @@ class TangleBuilder:
         return await asyncio.shield(future)
 
     def _within_author_rates(self, txs: list[Transaction]) -> bool:
-        """Recent transactions (created within LIVE_WINDOW) also take a token from their author's bucket,
-        however they arrive: an honest peer relaying a flooder's transactions in its tips does not carry
-        the flood past the limit. Older ones (a late joiner catching up) are not throttled."""
+        """A named transaction created within LIVE_WINDOW also takes a token from its author's bucket,
+        whoever names it: an honest peer relaying a flooder's transactions in its tips does not carry the
+        flood past the limit. Older ones and ancestors (a late joiner catching up) are not throttled."""
         if self.rate_limit is None or self.clock is None:
             return True
         recent = self.clock() - LIVE_WINDOW
