@@ -215,6 +215,26 @@ def test_a_sender_over_its_rate_is_refused() -> None:
     assert cids[3] in tangle  # another sender (here naming it as a tip) has its own bucket
 
 
+def test_recent_transactions_count_against_their_author_however_they_arrive() -> None:
+    storage = MemoryStorage()
+    now = [0.0]
+    limit = RateLimit(1.0, 2.0, clock=lambda: now[0])
+    builder, tangle, genesis_id = _builder(storage, rate_limit=limit, clock=lambda: NOW)
+    flood, old = [], []
+    for n in range(4):
+        cid, block = _tx(genesis_id, n, author="flooder")  # recent
+        asyncio.run(storage.put_transaction(cid, block))
+        flood.append(cid)
+        cid, block = _tx(genesis_id, 10 + n, author="flooder", created=NOW - 3600)  # history
+        asyncio.run(storage.put_transaction(cid, block))
+        old.append(cid)
+    for i, cid in enumerate(flood + old):  # each relayed by another honest sender, as a tip
+        asyncio.run(builder.on_message(Message(f"relay-{i}", Announcement(None, (cid,)).encode())))
+    assert [c in tangle for c in flood] == [True, True, False, False]
+    assert all(c in tangle for c in old)  # catching up on history is not throttled
+    assert builder.rejected == {"rate_limited": 2}
+
+
 def test_created_ahead_of_the_receivers_clock_is_refused() -> None:
     storage = MemoryStorage()
     builder, tangle, genesis_id = _builder(storage, clock=lambda: NOW)

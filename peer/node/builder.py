@@ -13,7 +13,7 @@ Against hostile senders (docs/peer.md, "Defences against hostile peers: network 
 most `attempts` x `fetch_timeout` in all; one that missed that deadline is not fetched again for 10 s,
 doubling with every further miss up to 5 minutes (one that failed validation: never); the tips of an
 announcement resolve side by side; first-hand transactions and tips new to this peer take tokens from the
-sender's bucket; `created` must not lie ahead of this peer's clock.
+sender's bucket, recent transactions from their author's; `created` must not lie ahead of this peer's clock.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ UNREACHABLE_TTL = (10.0, 300.0)  # a CID that missed its deadline waits 10 s, do
 MAX_CLOCK_SKEW = 300.0  # seconds a transaction's `created` may lie ahead of the receiver's clock
 MIN_CREATED = 1_577_836_800.0  # 2020-01-01: no transaction of this project is older (the genesis is 0)
 TIMEOUTS_WINDOW = 60.0  # seconds over which fetch timeouts are counted for /healthz
+LIVE_WINDOW = 600.0  # transactions created this recently count against their author's rate
 
 
 @dataclass
@@ -201,6 +202,8 @@ class TangleBuilder:
                     if error is not None:
                         self._reject(error.reason, error)
                         return False
+            if level == [cid] and not self._within_author_rates([fetched[cid]]):
+                return False  # the named transaction only: its past may be a late joiner's catch-up
             level = next_level
         # parents first: reverse discovery order, inserting each one whose parents are in by then, and again
         # over what is left until nothing moves (one pass inserts almost all: a pass per transaction would
@@ -242,6 +245,19 @@ class TangleBuilder:
         if not self.guard.knows(cid):  # kept before the fetch stops being in flight: no second fetch
             self._fetched[cid] = tx
         return tx
+
+    def _within_author_rates(self, txs: list[Transaction]) -> bool:
+        """A named transaction created within LIVE_WINDOW also takes a token from its author's bucket,
+        whoever names it: an honest peer relaying a flooder's transactions in its tips does not carry the
+        flood past the limit. Older ones and ancestors (a late joiner catching up) are not throttled."""
+        if self.rate_limit is None or self.clock is None:
+            return True
+        recent = self.clock() - LIVE_WINDOW
+        for tx in txs:
+            if tx.created >= recent and not self.rate_limit.take(f"author:{tx.author}"):
+                self._reject("rate_limited", f"{tx.id}: its author {tx.author} is over its rate")
+                return False
+        return True
 
     async def _signature_error(self, tx: Transaction) -> InvalidTransaction | None:
         """None when `tx` carries its author's signature (or is our genesis); the rejection otherwise,

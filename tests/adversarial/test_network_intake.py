@@ -279,6 +279,7 @@ def test_one_sender_cannot_flood(network: HonestNetwork) -> None:
             c for c, n in peer.transactions().items() if n["peer"] == me and n["tag"].startswith("flood-")
         ]
         bound = limit.burst + limit.per_second * (time.monotonic() - started[0])
+        print(f"{peer.name}: {len(accepted)} of {len(flooded)} flooded accepted (bound {bound:.0f})")
         assert len(flooded) > bound, f"the attacker sent only {len(flooded)}: no flood"
         assert len(accepted) <= bound, (
             f"{peer.name} accepted {len(accepted)} of {len(flooded)} (> {bound:.0f})"
