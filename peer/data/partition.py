@@ -91,7 +91,10 @@ def partition_by_writer(writers: np.ndarray, num_peers: int) -> list[np.ndarray]
         peer_of_writer[w] = peer
         heapq.heappush(loads, (load + int(counts[w]), peer))
     peer_of_sample = peer_of_writer[inverse.reshape(-1)]
-    return [np.flatnonzero(peer_of_sample == peer) for peer in range(num_peers)]
+    # one stable sort, not a scan of every sample per peer (1,000 peers: 1,000 scans per split, and every
+    # lab peer splits); each peer's indices stay ascending
+    by_peer = np.argsort(peer_of_sample, kind="stable")
+    return np.split(by_peer, np.cumsum(np.bincount(peer_of_sample, minlength=num_peers))[:-1])
 
 
 def split_indices(

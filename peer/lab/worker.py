@@ -237,10 +237,11 @@ class LabWorker:
         self.loop.run_until_complete(feed())
         self._evict()
 
-    def evaluate(self, round_index: int) -> dict[int, PeerEvaluation]:
-        """Each peer's reference model on its own test set."""
+    def evaluate(self, round_index: int, peers: list[int] | None = None) -> dict[int, PeerEvaluation]:
+        """Each peer's reference model on its own test set (the peers given, or every peer hosted here)."""
         out = {}
-        for index, peer in self.peers.items():
+        for index in self.peers if peers is None else peers:
+            peer = self.peers[index]
             rng = peer_rng(self.settings.seed, index, round_index, EVALUATE)
             ref = self.loop.run_until_complete(peer.reference(rng))
             self._references[index] = ref.transactions
