@@ -21,7 +21,7 @@ import numpy as np
 
 from peer.api.app import BackgroundServer, create_app
 from peer.config import LabSettings
-from peer.data import Dataset, load_dataset, peer_data
+from peer.data import Dataset, load_dataset, peer_data, split_indices
 from peer.lab.fedavg import FedAvg
 from peer.lab.live import LabApiSource
 from peer.lab.results import Announced, Evaluation, PeerEvaluation, TrainResult
@@ -482,6 +482,9 @@ def _evaluated_peers(settings: LabSettings, round_index: int, active: list[int])
 def _baseline(settings: LabSettings, dataset: Dataset, model: Model) -> FedAvg | None:
     if settings.baseline == "none":
         return None
+    shards = split_indices(
+        dataset, settings.peers, settings.partition, settings.dirichlet_alpha, settings.seed
+    )
     data = [
         peer_data(
             dataset,
@@ -491,6 +494,7 @@ def _baseline(settings: LabSettings, dataset: Dataset, model: Model) -> FedAvg |
             alpha=settings.dirichlet_alpha,
             seed=settings.seed,
             test_fraction=settings.test_fraction,
+            shards=shards,
         )
         for i in range(settings.peers)
     ]

@@ -25,7 +25,7 @@ from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage
 from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
-from peer.data import load_dataset, peer_data
+from peer.data import load_dataset, peer_data, split_indices
 from peer.ipfs.client import IpfsClient
 from peer.lab.results import Announced, PeerEvaluation, TrainResult
 from peer.learning.weights_source import WeightsSource
@@ -71,6 +71,10 @@ class LabWorker:
             self.shared = self._shared_intake(len(peer_indices))
         self._floor = 0  # weights of transactions below this height have left memory
         malicious = set(settings.malicious_peers)
+        # split once for every peer here (each split is a pass over the whole dataset)
+        shards = split_indices(
+            dataset, settings.peers, settings.partition, settings.dirichlet_alpha, settings.seed
+        )
         self.metrics = PeerMetrics()  # this worker's peers; the runner serves all workers' snapshots
         self.peers: dict[int, Peer] = {}
         self.clients: dict[int, IpfsClient] = {}
@@ -91,6 +95,7 @@ class LabWorker:
                     alpha=settings.dirichlet_alpha,
                     seed=settings.seed,
                     test_fraction=settings.test_fraction,
+                    shards=shards,
                 ),
                 settings=settings,
                 storage=storage,
