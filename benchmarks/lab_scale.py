@@ -15,7 +15,8 @@ caps the trainings per round at about N (active quota N / peers) where the machi
 1,000 trainings a round; every peer still exists, holds its data and takes in every transaction;
 `--active-quota Q` makes Q of the peers active at every size (the papers: 15 of hundreds, about 0.15). Time is
 reported as wall seconds and as CPU seconds of the runner and its workers (what the lab itself used, whatever
-else loads the machine), each per peer-training, with the load average.
+else loads the machine), each per peer-training, with the load average; "rounds_" figures leave out start-up
+and round 1 (process start, imports, the data split), which weigh most in the smallest lab.
 
 Accuracy runs: each lab trains FedAvg beside the tangle on the same split, active peers and local work;
 "attack" runs make the last 20% of the peers publish random weights from round 1. Every lab runs in its own
@@ -60,11 +61,29 @@ def sample():
         peak[0] = max(peak[0], total)
         done.wait(0.1)
 
+TICK = os.sysconf("SC_CLK_TCK")
+def tree_cpu():
+    # CPU seconds of this process and its live workers so far
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    for child in multiprocessing.active_children():
+        try:
+            with open(f"/proc/{child.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        except OSError:
+            pass
+    return total
+
+after_round = {}
+def on_round(record):
+    after_round[record.round] = (tree_cpu(), time.perf_counter())
+
 if __name__ == "__main__":
     settings = parse(LabSettings, env=False, progress=False, **json.loads(sys.argv[1]))
     threading.Thread(target=sample, daemon=True).start()
     started = time.perf_counter()
-    result = run_lab(settings)
+    result = run_lab(settings, on_round=on_round)
     seconds = time.perf_counter() - started
     done.set()
     # this process and its (joined) workers: what the lab cost, whatever else runs on the machine
@@ -76,6 +95,10 @@ if __name__ == "__main__":
     print(json.dumps({
         "seconds": seconds,
         "cpu_seconds": cpu,
+        # rounds 2..last only: no start-up (processes, imports, data), which weighs most in the smallest lab
+        "rounds_cpu_seconds": after_round[settings.rounds][0] - after_round[1][0],
+        "rounds_seconds": after_round[settings.rounds][1] - after_round[1][1],
+        "rounds_trainings": sum(r.active for r in result.rounds[1:]),
         "load_average": os.getloadavg(),
         "trainings": result.trainings,
         "peak_rss_bytes": peak[0],
@@ -148,6 +171,9 @@ def cost(
                 "seconds_per_training": measured["seconds"] / measured["trainings"],
                 "cpu_seconds": round(measured["cpu_seconds"], 1),
                 "cpu_seconds_per_training": measured["cpu_seconds"] / measured["trainings"],
+                "rounds_cpu_seconds_per_training": measured["rounds_cpu_seconds"]
+                / measured["rounds_trainings"],
+                "rounds_seconds_per_training": measured["rounds_seconds"] / measured["rounds_trainings"],
                 "load_average_after": measured["load_average"],
                 "peak_rss_bytes": measured["peak_rss_bytes"],
                 "peak_rss_bytes_per_peer": measured["peak_rss_bytes"] / count,
@@ -157,6 +183,9 @@ def cost(
     for row in rows:
         row["time_ratio"] = round(row["seconds_per_training"] / base["seconds_per_training"], 3)
         row["cpu_ratio"] = round(row["cpu_seconds_per_training"] / base["cpu_seconds_per_training"], 3)
+        row["rounds_cpu_ratio"] = round(
+            row["rounds_cpu_seconds_per_training"] / base["rounds_cpu_seconds_per_training"], 3
+        )
         row["memory_ratio"] = round(row["peak_rss_bytes_per_peer"] / base["peak_rss_bytes_per_peer"], 3)
     return {"fake_params": fake_params, "load_average_before": os.getloadavg(), "rows": rows}
 
