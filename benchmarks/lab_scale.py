@@ -143,6 +143,7 @@ def probe(settings: dict[str, Any]) -> dict[str, Any]:
 def cost(
     peers: list[int], rounds: int, fake_params: int, folder: Path, quota: Callable[[int], float]
 ) -> dict[str, Any]:
+    load_before = os.getloadavg()
     rows = []
     for count in peers:
         data = synthetic_femnist(folder / f"synthetic-{count}.npz", count)
@@ -187,7 +188,7 @@ def cost(
             row["rounds_cpu_seconds_per_training"] / base["rounds_cpu_seconds_per_training"], 3
         )
         row["memory_ratio"] = round(row["peak_rss_bytes_per_peer"] / base["peak_rss_bytes_per_peer"], 3)
-    return {"fake_params": fake_params, "load_average_before": os.getloadavg(), "rows": rows}
+    return {"fake_params": fake_params, "load_average_before": load_before, "rows": rows}
 
 
 def accuracy(peers: int, rounds: int, leaf: Path | None) -> list[dict[str, Any]]:
