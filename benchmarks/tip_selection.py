@@ -1,9 +1,10 @@
 """One training round's tip selection plus reference selection, window mode against the 2020 prototype's way.
 
-Window mode is the product code: walks from particles 10-20 heights below the tips, cumulative weights kept
-incrementally, the reference counted inside the window. Naive mode is the prototype's: every cumulative
-weight recomputed from scratch from genesis each round (a future-cone search per transaction), walks from
-genesis, confidence and approved counts over the whole tangle. Both run here, in the same process, on the
+Window mode is the product code: walks from particles 10-20 heights below the tips, cumulative weights
+computed once per tangle state for the heights walks read, the reference counted inside the window. Naive
+mode is the prototype's: every cumulative weight recomputed from scratch from genesis each round (a
+future-cone search per transaction), walks from genesis, confidence and approved counts over the whole
+tangle. Both run here, in the same process, on the
 same tangles; the naive mode gets a time budget per size and is reported as null past it.
 
     python benchmarks/tip_selection.py [--sizes 1000 10000 100000] [--naive-budget 300]

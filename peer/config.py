@@ -183,6 +183,11 @@ class LabSettings(LearningSettings):
         Path("runs/lab"), description="output folder (summary.json, metrics.csv, tangle.json, plot)"
     )
     baseline: Literal["fedavg", "none"] = Field("fedavg", description="baseline trained side by side")
+    evaluate_peers: Literal["active", "all"] = Field(
+        "active",
+        description="whose reference model is evaluated (the tangle's accuracy) each round: the round's "
+        "active peers and every peer in the last round, or every peer every round",
+    )
     workers: int = Field(2, ge=1, le=64, description="worker processes the peers are spread over")
     progress: bool = Field(True, description="show a progress bar")
     api_port: int | None = Field(

@@ -1,15 +1,18 @@
-"""The lab at scale: one tangle and one weights store per worker, weights out of every window evicted, and
-the shared-bitset reference ranking equal to its definition (past cones counted one by one)."""
+"""The lab at scale: one tangle and one weights store per worker, weights out of every window evicted, the
+shared-bitset reference ranking equal to its definition (past cones counted one by one), and only the round's
+active peers evaluated (every peer in the last round) without changing the run."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from peer.backends.base import BlockNotFound
 from peer.config import LabSettings, parse
+from peer.lab.runner import LabResult, run_lab
 from peer.lab.worker import LabWorker
 from peer.tangle.consensus import reference_transactions
 from peer.tangle.dag import Tangle
@@ -87,3 +90,24 @@ def test_one_store_per_worker_and_weights_leave_it_with_every_window() -> None:
         assert all(worker.storage.read(t.id, max_bytes=10_000) for t in tangle)
     finally:
         worker.close()
+
+
+def test_only_active_peers_are_evaluated_until_the_last_round_and_the_run_is_the_same() -> None:
+    def run(evaluate_peers: str) -> LabResult:
+        settings = parse(
+            LabSettings, env=False, peers=6, rounds=4, workers=1, model="softmax", baseline="none",
+            active_quota=0.5, evaluate_peers=evaluate_peers, progress=False,
+        )  # fmt: skip
+        return run_lab(settings)
+
+    active, every = run("active"), run("all")
+    evaluated = {r: {p.peer for p in active.peer_rounds if p.round == r} for r in range(1, 5)}
+    assert all(len(evaluated[r]) == active.rounds[r - 1].active for r in range(1, 4))
+    assert any(len(evaluated[r]) < 6 for r in range(1, 4)), "some round had inactive peers"
+    assert len(evaluated[4]) == 6
+    assert all(len([p for p in every.peer_rounds if p.round == r]) == 6 for r in range(1, 5))
+    # evaluating fewer peers changes what is measured, not what is learned
+    assert active.tangle == every.tangle
+    assert asdict(active.rounds[-1]) == asdict(every.rounds[-1])
+    mine = {(p.round, p.peer): p for p in active.peer_rounds}
+    assert all(mine.get((p.round, p.peer), p) == p for p in every.peer_rounds)

@@ -324,3 +324,31 @@ def test_fake_model_is_cheap_deterministic_and_plausible() -> None:
     assert predictions.min() >= 0
     assert predictions.max() < 10
     np.testing.assert_array_equal(predictions, model.predict(copy_weights(trained), x))
+
+
+def test_fake_model_hashes_shared_decoded_weights_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab worker's peers rate the same decoded (read-only) weights: one hash for all, never a stale one."""
+    import gc
+
+    import peer.models.fake as fake
+
+    hashed: list[int] = []
+    digest = fake.weights_digest
+    monkeypatch.setattr(fake, "weights_digest", lambda w: hashed.append(1) or digest(w))
+    model = FakeModel(num_params=2_000, input_shape=(8, 8, 1), num_classes=10)
+    writable = model.init_weights(np.random.default_rng(0))
+    decoded = decode_weights(encode_weights(writable), model.weight_spec())
+    x = np.zeros((7, 8, 8, 1), np.float32)
+    y = np.zeros(7, np.int64)
+    first = model.evaluate(decoded, x, y)
+    assert [model.evaluate(decoded, x, y) for _ in range(5)] == [first] * 5
+    assert len(hashed) == 1
+    assert model.evaluate(writable, x, y) == first  # the same values give the same numbers
+    assert model.evaluate(writable, x, y) == first
+    assert len(hashed) == 3  # arrays that can change are hashed every time
+    name = next(iter(writable))
+    writable[name][0] += 1.0
+    assert model.evaluate(writable, x, y) != first
+    del decoded
+    gc.collect()
+    assert not model._digests  # forgotten with the weights

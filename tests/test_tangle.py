@@ -60,18 +60,33 @@ def random_dag(rng: np.random.Generator, size: int) -> list[Transaction]:
     return txs
 
 
-def test_incremental_weights_equal_future_cones() -> None:
+def test_weights_equal_future_cones_within_the_horizon() -> None:
     rng = np.random.default_rng(1)
     txs = random_dag(rng, 300)
     exact = Tangle(txs[0], weight_horizon=None)
     bounded = Tangle(txs[0], weight_horizon=12)
-    exact.add_many(txs[1:])
-    bounded.add_many(txs[1:])
+    for i, t in enumerate(txs[1:], start=1):
+        exact.add(t)
+        bounded.add(t)
+        if i % 37 == 0:  # read while the tangle grows: nothing read before a change may be served after it
+            assert [bounded.cumulative_weight(u.id) for u in txs[: i + 1]] == [
+                _limited_weight(bounded, u.id) for u in txs[: i + 1]
+            ]
     for t in txs:
         assert exact.cumulative_weight(t.id) == len(exact.future_cone(t.id))
-    # within the horizon below the top, bounded weights are exact too: that is all a walk reads
-    for t in bounded.window(10):
+    # within the horizon below the top, bounded weights are exact: all that a walk from a particle reads
+    for t in bounded.window(12):
         assert bounded.cumulative_weight(t) == len(bounded.future_cone(t))
+    assert any(bounded.cumulative_weight(t.id) < exact.cumulative_weight(t.id) for t in txs)
+    # deeper, they count the approvers at most 12 heights above (what a walk back from genesis reads)
+    assert [bounded.cumulative_weight(t.id) for t in txs] == [_limited_weight(bounded, t.id) for t in txs]
+
+
+def _limited_weight(tangle: Tangle, tx_id: str) -> int:
+    """The definition: 1 + the approvers, direct or indirect, at most weight_horizon heights above."""
+    assert tangle.weight_horizon is not None
+    limit = tangle.height(tx_id) + tangle.weight_horizon
+    return sum(1 for t in tangle.future_cone(tx_id) if tangle.height(t) <= limit)
 
 
 def test_a_chain_of_100000_transactions_never_recurses() -> None:

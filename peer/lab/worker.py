@@ -25,7 +25,7 @@ from peer.backends.base import Broker, Message, Storage
 from peer.backends.ipfs import IpfsBroker, IpfsStorage
 from peer.backends.memory import MemoryBroker, MemoryStorage
 from peer.config import LabSettings
-from peer.data import load_dataset, peer_data
+from peer.data import load_dataset, peer_data, split_indices
 from peer.ipfs.client import IpfsClient
 from peer.lab.results import Announced, PeerEvaluation, TrainResult
 from peer.learning.weights_source import WeightsSource
@@ -71,6 +71,10 @@ class LabWorker:
             self.shared = self._shared_intake(len(peer_indices))
         self._floor = 0  # weights of transactions below this height have left memory
         malicious = set(settings.malicious_peers)
+        # split once for every peer here (each split is a pass over the whole dataset)
+        shards = split_indices(
+            dataset, settings.peers, settings.partition, settings.dirichlet_alpha, settings.seed
+        )
         self.metrics = PeerMetrics()  # this worker's peers; the runner serves all workers' snapshots
         self.peers: dict[int, Peer] = {}
         self.clients: dict[int, IpfsClient] = {}
@@ -91,6 +95,7 @@ class LabWorker:
                     alpha=settings.dirichlet_alpha,
                     seed=settings.seed,
                     test_fraction=settings.test_fraction,
+                    shards=shards,
                 ),
                 settings=settings,
                 storage=storage,
@@ -232,10 +237,11 @@ class LabWorker:
         self.loop.run_until_complete(feed())
         self._evict()
 
-    def evaluate(self, round_index: int) -> dict[int, PeerEvaluation]:
-        """Each peer's reference model on its own test set."""
+    def evaluate(self, round_index: int, peers: list[int] | None = None) -> dict[int, PeerEvaluation]:
+        """Each peer's reference model on its own test set (the peers given, or every peer hosted here)."""
         out = {}
-        for index, peer in self.peers.items():
+        for index in self.peers if peers is None else peers:
+            peer = self.peers[index]
             rng = peer_rng(self.settings.seed, index, round_index, EVALUATE)
             ref = self.loop.run_until_complete(peer.reference(rng))
             self._references[index] = ref.transactions

@@ -191,6 +191,8 @@ class Peer:
     async def publish(self, weights: Weights, parents: list[str], metrics: dict[str, float]) -> Transaction:
         data = await asyncio.to_thread(encode_weights, weights)
         weights_cid = await self.storage.put_weights(data)
+        for array in weights.values():  # shared from now on, like decoded weights: read-only
+            array.flags.writeable = False
         self.weights.put(weights_cid, weights)
         make = functools.partial(
             encode_transaction,

@@ -1,10 +1,13 @@
 """The tangle: a DAG of transactions in which every transaction approves its parents.
 
-Everything here is iterative and bounded. Cumulative weights (1 + the number of transactions that approve a
-transaction directly or indirectly) are maintained on insertion, but only for ancestors within
-`weight_horizon` heights of the new transaction: walks start at most that deep below the tips, so the
-weights they read are exact while insertion costs the same at 10^3 and at 10^6 transactions. With
-`weight_horizon=None` every weight is exact (needed when walks start at genesis), at O(past) per insertion.
+Everything here is iterative and bounded. A cumulative weight is 1 + the number of transactions that approve
+a transaction directly or indirectly, counting only approvers at most `weight_horizon` heights above it:
+walks start at most that deep below the tips, so the weights they read are exact, and a weight costs the
+same at 10^3 and at 10^6 transactions. Weights are computed when first read after the tangle changed, all
+of the top `weight_horizon` heights at once as future-cone bitsets (one Python int per transaction, built
+approvers-first), so insertion does no weight work: in a tangle 1,000 wide, maintaining them on insertion
+walked each new transaction's past cone (up to horizon x width transactions). With `weight_horizon=None`
+(walks from genesis) every weight is exact and maintained on insertion, at O(past) per insertion.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class Tangle:
         self._transactions: dict[str, Transaction] = {}
         self._approvers: dict[str, list[str]] = {}
         self._height: dict[str, int] = {}
-        self._weight: dict[str, int] = {}
+        self._weight: dict[str, int] = {}  # maintained on insertion only without a horizon
+        # weights read since the tangle last changed: (its length then, top heights' weights, deeper ones)
+        self._read_weights: tuple[int, dict[str, int], dict[str, int]] = (-1, {}, {})
         # dicts as ordered sets: iteration order must not depend on string hashing, or runs stop being
         # reproducible across processes
         self._tips: dict[str, None] = {}
@@ -79,7 +84,19 @@ class Tangle:
         return self._by_height[height]
 
     def cumulative_weight(self, tx_id: str) -> int:
-        return self._weight[tx_id]
+        horizon = self.weight_horizon
+        if horizon is None:
+            return self._weight[tx_id]
+        top, deeper = self._weights_read(horizon)
+        weight = top.get(tx_id)
+        if weight is None:
+            weight = deeper.get(tx_id)
+        if weight is None:  # below the top heights: off a walk's usual path (its way back from genesis)
+            limit = self._height[tx_id] + horizon
+            weight = deeper[tx_id] = len(
+                self._cone(tx_id, self._approvers.__getitem__, lambda t: self._height[t] <= limit)
+            )
+        return weight
 
     def missing_parents(self, tx: Transaction) -> list[str]:
         return [p for p in tx.parents if p not in self._transactions]
@@ -130,7 +147,8 @@ class Tangle:
         for parent in tx.parents:
             self._approvers[parent].append(tx.id)
             self._tips.pop(parent, None)
-        self._add_weight_to_past(tx, height)
+        if self.weight_horizon is None:
+            self._add_weight_to_past(tx)
         return True
 
     def add_many(self, txs: Iterable[Transaction]) -> int:
@@ -140,23 +158,44 @@ class Tangle:
         self._transactions[tx.id] = tx
         self._approvers[tx.id] = []
         self._height[tx.id] = height
-        self._weight[tx.id] = 1
         self._tips[tx.id] = None
+        if self.weight_horizon is None:
+            self._weight[tx.id] = 1
         while len(self._by_height) <= height:
             self._by_height.append([])
         self._by_height[height].append(tx.id)
 
-    def _add_weight_to_past(self, tx: Transaction, height: int) -> None:
-        floor = 0 if self.weight_horizon is None else height - self.weight_horizon
-        stack = [p for p in tx.parents if self._height[p] >= floor]
+    def _add_weight_to_past(self, tx: Transaction) -> None:
+        stack = list(tx.parents)
         seen = set(stack)
         while stack:
             current = stack.pop()
             self._weight[current] += 1
             for parent in self._transactions[current].parents:
-                if parent not in seen and self._height[parent] >= floor:
+                if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
+
+    def _weights_read(self, horizon: int) -> tuple[dict[str, int], dict[str, int]]:
+        """The top `horizon` heights' weights for the tangle as it is now (their future cones lie wholly
+        inside those heights, so they are whole), and a memo of deeper weights read since it changed."""
+        computed_at, top, deeper = self._read_weights
+        if computed_at == len(self._transactions):
+            return top, deeper
+        ids = self.window(horizon)
+        position = {t: i for i, t in enumerate(ids)}
+        cones = [0] * len(ids)
+        top = {}
+        for i in range(len(ids) - 1, -1, -1):  # approvers (always higher) before what they approve
+            cone = 1 << i
+            for approver in self._approvers[ids[i]]:
+                cone |= cones[position[approver]]
+            cones[i] = cone
+            top[ids[i]] = cone.bit_count()
+        deeper = {}
+        # one assignment: a reader on another thread sees the old triple or the new one
+        self._read_weights = (len(self._transactions), top, deeper)
+        return top, deeper
 
     def _parents_of(self, tx_id: str) -> tuple[str, ...]:
         return self._transactions[tx_id].parents
