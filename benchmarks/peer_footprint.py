@@ -24,6 +24,8 @@ On demand, inside a container image (e.g. an arm64 or armv7 peer image built wit
 under qemu-user): --image learning-tangle/peer:0.1.0 --platform linux/arm64. The peer runs as the image's
 entrypoint; its memory is read from inside the container (/proc/1/status). Under qemu-user that is the
 emulator's memory, the peer's plus qemu's own (translation buffers): an upper bound of the native figure.
+With --image the result also holds `idle_python`: the same reading for an idle `python3` in the same image and
+platform (the interpreter started, nothing imported), the baseline that shows what the emulator adds.
 """
 
 from __future__ import annotations
@@ -246,6 +248,23 @@ def measure_image(
         subprocess.run(["podman", "stop", "-t", "120", name], capture_output=True, check=False)
 
 
+def measure_idle_python(image: str, platform: str, settle: float = 5.0) -> dict[str, Any]:
+    """VmRSS of an idle python3 as the container's PID 1 in the image (under qemu-user for a foreign platform:
+    interpreter plus emulator), read the same way as the peer's once it has settled."""
+    name = f"lt-tflite-footprint-idle-{uuid.uuid4().hex[:8]}"
+    sleeper = "import time; time.sleep(3600)"
+    run = ["podman", "run", "-d", "--rm", "--name", name, "--platform", platform, "--entrypoint", "python3"]
+    subprocess.run([*run, image, "-c", sleeper], check=True, capture_output=True, text=True)
+    try:
+        time.sleep(settle)  # what is measured is the settled footprint, not an event to wait for
+        status = subprocess.run(
+            ["podman", "exec", name, "cat", "/proc/1/status"], check=True, capture_output=True, text=True
+        ).stdout
+        return {"rss_mb": status_mb(status, "VmRSS"), "peak_rss_mb": status_mb(status, "VmHWM")}
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "5", name], capture_output=True, check=False)
+
+
 def measure_kubo(settle: float = 20.0) -> dict[str, Any]:
     """One kubo node (scripts/build-kubo.sh) with the test profile (loopback, no bootstrap peers), idle for
     `settle` seconds after it is ready: an isolated node, so a lower bound for one in a real swarm."""
@@ -301,6 +320,9 @@ def main() -> None:
     kubo = {"peak_rss_mb": args.kubo_rss} if args.kubo_rss is not None else measure_kubo()
     print(json.dumps({"kubo": kubo}), file=sys.stderr, flush=True)
     results: dict[str, dict[str, Any]] = {}
+    idle = measure_idle_python(args.image, args.platform) if args.image else None
+    if idle:
+        print(json.dumps({"idle_python": idle}), file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as folder:
         femnist = str(synthetic_femnist(Path(folder)))
         for arch in args.only:
@@ -326,6 +348,7 @@ def main() -> None:
                 "training_interval": TRAINING_INTERVAL,
                 "load_average_1m": round(os.getloadavg()[0], 1),
                 "kubo": kubo,
+                **({"idle_python": idle} if idle else {}),
                 "pi": {"ram_mb": PI_RAM_MB, "reserved_mb": PI_RESERVED_MB},
                 "results": results,
             },

@@ -174,7 +174,8 @@ def label_histogram(y: np.ndarray, num_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"labels must be in 0..{num_classes - 1}")
-    return np.bincount(y.astype(np.int64).reshape(-1), minlength=num_classes)
+    # np.intp: bincount refuses int64 input where the platform's index type is 32-bit (armv7)
+    return np.bincount(y.astype(np.intp).reshape(-1), minlength=num_classes).astype(np.int64)
 
 
 def _check_num_peers(num_peers: int) -> None:

@@ -85,8 +85,10 @@ def random_weights(template: Weights, rng: np.random.Generator) -> Weights:
 def confusion_matrix(predictions: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (num_classes x num_classes, int64): row = true class, column = predicted class. Pooled over
     peers by summing; every attack metric (per-class recall, "3 read as 8") is read off it."""
-    cells = np.asarray(y, dtype=np.int64) * num_classes + np.asarray(predictions, dtype=np.int64)
-    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    # np.intp: bincount refuses int64 input where the platform's index type is 32-bit (armv7)
+    cells = np.asarray(y, dtype=np.intp) * num_classes + np.asarray(predictions, dtype=np.intp)
+    counts = np.bincount(cells, minlength=num_classes * num_classes).astype(np.int64)
+    return counts.reshape(num_classes, num_classes)
 
 
 def pooled(confusions: list[np.ndarray]) -> np.ndarray:
