@@ -22,7 +22,7 @@ from peer.learning.weights_source import MAX_REMEMBERED
 from peer.models import create_model
 from peer.models.weights import encode_weights, weights_nbytes
 from peer.node.announcement import Announcement
-from peer.node.peer import RECENT_PUBLISHED, Peer, make_genesis, store_genesis
+from peer.node.peer import RECENT_PUBLISHED, Genesis, Peer, make_genesis, store_genesis
 from peer.node.pinning import PinWindow
 from peer.tangle.transaction import encode_transaction
 
@@ -40,8 +40,13 @@ def test_lru_dict_forgets_the_least_recently_used() -> None:
     assert dict(memo) == {"a": 1, "c": 3}
 
 
-async def _run() -> None:
+async def _softmax_peer(
+    plausible_margin: float | None = None,
+) -> tuple[Peer, PeerSettings, MemoryStorage, Genesis]:
+    """One peer on the memory backends with the smallest model: what both long runs start from."""
     settings = PeerSettings(model="softmax", storage="memory", message_broker="memory", peer_index=0)
+    if plausible_margin is not None:
+        settings = settings.model_copy(update={"plausible_margin": plausible_margin})
     dataset = load_dataset("digits")
     model = create_model("softmax", dataset.input_shape, dataset.num_classes)
     genesis = make_genesis(model, 0)
@@ -57,6 +62,11 @@ async def _run() -> None:
         genesis=genesis,
         clock=lambda: 0.0,
     )
+    return peer, settings, storage, genesis
+
+
+async def _run() -> None:
+    peer, settings, storage, genesis = await _softmax_peer()
     window = PinWindow(peer.tangle, storage, settings.pin_depth)
     rng = np.random.default_rng(0)
     await peer.reference(rng)  # binds the peer to this loop, as the daemon's first round does
@@ -76,7 +86,7 @@ async def _run() -> None:
             else:
                 weights = good[n % len(good)]
             cid, block = encode_transaction(
-                parents=tips[-2:], weights=weights, model=model.architecture, author=OTHER, created=n
+                parents=tips[-2:], weights=weights, model=peer.model.architecture, author=OTHER, created=n
             )
             await storage.put_transaction(cid, block)
             await peer.builder.on_message(Message(OTHER, Announcement(cid, ()).encode()))
@@ -137,22 +147,8 @@ async def _window_run(forget: bool) -> tuple[int, int, int, bool]:
     """A chain of 120 transactions with distinct weights, each rated as it arrives (as walks do).
     Returns the weights cached and the ratings held at the end, the window's size in transactions,
     and whether every weights of the window is still cached."""
-    settings = PeerSettings(model="softmax", storage="memory", message_broker="memory", peer_index=0)
-    dataset = load_dataset("digits")
-    model = create_model("softmax", dataset.input_shape, dataset.num_classes)
-    genesis = make_genesis(model, 0)
-    storage = MemoryStorage()
-    await store_genesis(storage, genesis)
-    peer = Peer(
-        author="this-peer",
-        model=model,
-        data=peer_data(dataset, 0, 10),
-        settings=settings,
-        storage=storage,
-        broker=MemoryBroker().connect("this-peer"),
-        genesis=genesis,
-        clock=lambda: 0.0,
-    )
+    # near-genesis weights: the plausibility margin would keep the usable top (and the window) at the genesis
+    peer, settings, storage, genesis = await _softmax_peer(plausible_margin=0.0)
     await peer.reference(np.random.default_rng(0))
     tip = genesis.transaction.id
     for n in range(120):
@@ -160,11 +156,11 @@ async def _window_run(forget: bool) -> tuple[int, int, int, bool]:
             encode_weights({k: v + 0.001 * n for k, v in genesis.weights.items()})
         )
         tip, block = encode_transaction(
-            parents=[tip], weights=weights, model=model.architecture, author=OTHER, created=n
+            parents=[tip], weights=weights, model=peer.model.architecture, author=OTHER, created=n
         )
         await storage.put_transaction(tip, block)
         await peer.builder.on_message(Message(OTHER, Announcement(tip, ()).encode()))
-        await asyncio.to_thread(peer.learner.plausible, peer.tangle, tip)
+        await asyncio.to_thread(peer.learner.top, peer.tangle)  # rates the new tip, moves the usable top
         if forget:
             peer.forget_below_window()  # what the daemon does before every round
     depth = settings.walk_config().window_depth
