@@ -175,7 +175,8 @@ def test_the_legend_lists_a_new_author_escaped_and_a_report_offers_no_click() ->
     before = view.legend.text
     assert "peer-002" in before
     assert "<b>" not in before
-    view.graph.add_many([{**nodes[-1], "name": "new", "peer": "<b>eve</b>", "parents": [nodes[-1]["name"]]}])
+    hostile = nodes[-1].model_copy(update={"name": "new", "peer": "<b>eve</b>", "parents": [nodes[-1].name]})
+    view.graph.add_many([hostile])
     view.show_until(len(view.graph))
     assert "&lt;b&gt;eve&lt;/b&gt;" in view.legend.text
     assert "<b>eve" not in view.legend.text
