@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -243,7 +244,7 @@ class IpfsClient:
         limit: float | None,
         max_bytes: int | None,
     ) -> tuple[bytes, httpx.Headers]:
-        try:
+        with _transport_errors(path, self.base_url, limit):
             # httpx's timeouts are per phase (each read); asyncio.timeout makes it a deadline for the call.
             async with (
                 asyncio.timeout(limit),
@@ -255,12 +256,6 @@ class IpfsClient:
                     raise await _api_error(response)
                 body = await _read_limited(response, max_bytes, path)
                 return body, response.headers
-        except TimeoutError as e:
-            raise IpfsTimeout(f"{path} did not finish within {limit} s") from e
-        except httpx.TimeoutException as e:
-            raise IpfsTimeout(f"{path} timed out: {e!r}") from e
-        except httpx.RequestError as e:
-            raise IpfsConnectionError(f"{path} on {self.base_url}: {e!r}") from e
 
     async def _json(
         self,
@@ -339,7 +334,7 @@ class IpfsClient:
         ``max_bytes`` (:class:`IpfsTooLarge` past that)."""
         limit = self._timeout(request_timeout)
         url = self.base_url.removesuffix("/api/v0") + "/debug/metrics/prometheus"
-        try:
+        with _transport_errors("kubo metrics", url, limit):
             async with (
                 asyncio.timeout(limit),
                 self._http.stream("GET", url, timeout=httpx.Timeout(limit)) as response,
@@ -347,12 +342,6 @@ class IpfsClient:
                 if response.status_code != 200:
                     raise await _api_error(response)
                 return await _read_limited(response, max_bytes, "kubo metrics")
-        except TimeoutError as e:
-            raise IpfsTimeout(f"kubo metrics did not arrive within {limit} s") from e
-        except httpx.TimeoutException as e:
-            raise IpfsTimeout(f"kubo metrics timed out: {e!r}") from e
-        except httpx.RequestError as e:
-            raise IpfsConnectionError(f"kubo metrics on {url}: {e!r}") from e
 
     # -- files and blocks --------------------------------------------------------------------------
 
@@ -644,15 +633,9 @@ class Subscription:
             params={"arg": encode_topic(self.topic)},
             timeout=httpx.Timeout(t, read=None),
         )
-        try:
+        with _transport_errors(f"pubsub/sub {self.topic!r}", client.base_url, t):
             async with asyncio.timeout(t):
                 response = await client._http.send(request, stream=True)
-        except TimeoutError as e:
-            raise IpfsTimeout(f"pubsub/sub {self.topic!r} not accepted within {t} s") from e
-        except httpx.TimeoutException as e:
-            raise IpfsTimeout(f"pubsub/sub {self.topic!r}: {e!r}") from e
-        except httpx.RequestError as e:
-            raise IpfsConnectionError(f"pubsub/sub on {client.base_url}: {e!r}") from e
         if response.status_code != 200:
             try:
                 raise await _api_error(response)
@@ -742,6 +725,20 @@ async def _read_limited(response: httpx.Response, max_bytes: int | None, what: s
         if max_bytes is not None and len(body) > max_bytes:
             raise IpfsTooLarge(max_bytes, what)
     return bytes(body)
+
+
+@contextlib.contextmanager
+def _transport_errors(what: str, where: str, limit: float | None) -> Iterator[None]:
+    """httpx's and asyncio's failures as this client's transient errors: a deadline or an httpx timeout is
+    IpfsTimeout, any other request failure IpfsConnectionError (both retried by idempotent calls)."""
+    try:
+        yield
+    except TimeoutError as e:
+        raise IpfsTimeout(f"{what} did not finish within {limit} s") from e
+    except httpx.TimeoutException as e:
+        raise IpfsTimeout(f"{what} timed out: {e!r}") from e
+    except httpx.RequestError as e:
+        raise IpfsConnectionError(f"{what} on {where}: {e!r}") from e
 
 
 async def _api_error(response: httpx.Response) -> IpfsApiError:

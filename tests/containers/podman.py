@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -27,15 +28,20 @@ def unavailable() -> str | None:
     return None
 
 
-def env() -> dict[str, str]:
-    """The environment with CONTAINERS_CONF from scripts/podman-env.sh (runc, lowered ulimits)."""
-    out = subprocess.run(
-        ["bash", "-c", f". {ROOT}/scripts/podman-env.sh && echo $CONTAINERS_CONF"],
+@functools.cache
+def containers_conf() -> str:
+    """CONTAINERS_CONF as scripts/podman-env.sh sets it (runc, lowered ulimits): read once per test run."""
+    return subprocess.run(
+        ["bash", "-c", f'. "{ROOT}/scripts/podman-env.sh" && printf %s "$CONTAINERS_CONF"'],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
-    return {**os.environ, "CONTAINERS_CONF": out}
+    ).stdout
+
+
+def env() -> dict[str, str]:
+    """The environment for podman calls: this process's, with the project's CONTAINERS_CONF."""
+    return {**os.environ, "CONTAINERS_CONF": containers_conf()}
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:

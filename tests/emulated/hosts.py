@@ -18,7 +18,6 @@ Container and image names start with the prefix, so they never collide with othe
 
 from __future__ import annotations
 
-import os
 import secrets
 import shlex
 import socket
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from containers.podman import env as podman_env  # the project's podman settings, read once
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTFS_SCRIPT = REPO / "scripts" / "rootfs-image.sh"
-PODMAN_ENV = REPO / "scripts" / "podman-env.sh"
 
 # What every emulated host has installed: sshd and python for Ansible, and the packages the roles would
 # install, so a converge needs no network (the roles' apt tasks then report "ok").
@@ -53,17 +52,6 @@ PI_MODEL_FILE = "/etc/lt-emulated/device-tree-model"
 
 class EmulationError(RuntimeError):
     """A host could not be built or started."""
-
-
-def podman_env() -> dict[str, str]:
-    """The environment `scripts/podman-env.sh` sets up (runc, lowered ulimits), for podman calls."""
-    out = subprocess.run(
-        ["bash", "-c", f'. {shlex.quote(str(PODMAN_ENV))} && printf %s "$CONTAINERS_CONF"'],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return {**os.environ, "CONTAINERS_CONF": out}
 
 
 def podman(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:

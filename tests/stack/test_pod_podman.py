@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from containers.podman import containers_conf
 
 from .pods import pod_document
 from .render import ROOT, Manifest, build, copy_stack, documents, kustomize, one, set_peer_config, set_peers
@@ -48,13 +49,7 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def _podman_env() -> None:
     """The project's podman settings (scripts/podman-env.sh): runc and lowered ulimits."""
-    out = subprocess.run(
-        ["bash", "-c", f". {ROOT / 'scripts' / 'podman-env.sh'} && env -0"], capture_output=True, check=True
-    ).stdout
-    for entry in out.decode().split("\0"):
-        key, _, value = entry.partition("=")
-        if key == "CONTAINERS_CONF":
-            os.environ[key] = value
+    os.environ["CONTAINERS_CONF"] = containers_conf()
 
 
 def _image_exists(image: str) -> bool:
