@@ -26,6 +26,13 @@ entrypoint; its memory is read from inside the container (/proc/1/status). Under
 emulator's memory, the peer's plus qemu's own (translation buffers): an upper bound of the native figure.
 With --image the result also holds `idle_python`: the same reading for an idle `python3` in the same image and
 platform (the interpreter started, nothing imported), the baseline that shows what the emulator adds.
+
+An arm64 image under qemu-user on another machine runs on an emulated Raspberry Pi 4 CPU
+(QEMU_CPU=cortex-a72). qemu-user before 8.2 (Debian 12 ships 7.2) shows the guest the host's /proc/cpuinfo,
+an x86 one, and the TensorFlow Lite runtime's CPU detection (cpuinfo, at interpreter creation) dereferences a
+null pointer on it: the peer dies with SIGSEGV. So where the emulated /proc/cpuinfo is not an ARM one, a
+stand-in is mounted over it: a Pi 4's, with this machine's CPU count (`emulation_args`). A real arm64
+machine has its own.
 """
 
 from __future__ import annotations
@@ -217,12 +224,66 @@ def measure_native(
                 process.kill()
 
 
+# The CPU an emulated arm64 peer runs on: a Raspberry Pi 4's (Cortex-A72 r0p3, MIDR 0x410fd083). QEMU_CPU
+# selects it in qemu-user (its default, `max`, has SVE and SME, which no Pi has); the stand-in /proc/cpuinfo
+# below names the same part.
+ARM64_QEMU_CPU = "cortex-a72"
+ARM64_PLATFORMS = ("linux/arm64", "linux/arm64/v8")
+
+
+def arm64_cpuinfo(cpus: int) -> str:
+    """/proc/cpuinfo as an arm64 Linux kernel writes it on a Raspberry Pi 4, with `cpus` processors."""
+    processor = (
+        "processor\t: {index}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+        "CPU revision\t: 3\n\n"
+    )
+    board = "Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
+    return "".join(processor.format(index=i) for i in range(cpus)) + board
+
+
+def possible_cpus(text: str) -> int:
+    """The CPU count of /sys/devices/system/cpu/possible (e.g. "0-1" or "0-3,6"): its highest index + 1."""
+    return 1 + max(int(part.rsplit("-", 1)[-1]) for part in text.strip().split(","))
+
+
+def emulation_args(
+    platform: str, emulated_cpuinfo: Callable[[], str], folder: Path, machine: str | None = None
+) -> list[str]:
+    """`podman run` options for an image of `platform` on this machine (`machine`: os.uname's). For arm64
+    on another architecture (qemu-user): the Pi 4 CPU, and a stand-in /proc/cpuinfo (written into `folder`)
+    where the one the emulated image sees (`emulated_cpuinfo()`) is not an ARM one, as qemu-user before 8.2
+    shows the host's."""
+    if platform not in ARM64_PLATFORMS or (machine or os.uname().machine) == "aarch64":
+        return []
+    args = ["-e", f"QEMU_CPU={ARM64_QEMU_CPU}"]
+    if "CPU implementer" in emulated_cpuinfo():
+        return args
+    standin = folder / "cpuinfo-arm64"
+    cpus = possible_cpus(Path("/sys/devices/system/cpu/possible").read_text())
+    standin.write_text(arm64_cpuinfo(cpus))
+    return [*args, "-v", f"{standin}:/proc/cpuinfo:ro"]
+
+
+def image_cpuinfo(image: str, platform: str) -> str:
+    """/proc/cpuinfo as a process of `image` sees it on `platform` (under qemu-user: what qemu shows)."""
+    run = ["podman", "run", "--rm", "--platform", platform, "--entrypoint", "cat", image, "/proc/cpuinfo"]
+    return subprocess.run(run, check=True, capture_output=True, text=True).stdout
+
+
 def measure_image(
-    arch: str, backend: str, dataset_path: str | None, rounds: int, image: str, platform: str
+    arch: str,
+    backend: str,
+    dataset_path: str | None,
+    rounds: int,
+    image: str,
+    platform: str,
+    emulation: list[str],
 ) -> dict[str, Any]:
     name = f"lt-tflite-footprint-{uuid.uuid4().hex[:8]}"
     env = environment(arch, backend, "/data/femnist.npz" if dataset_path else None)
     args = ["podman", "run", "-d", "--rm", "--name", name, "--platform", platform, "-p", "127.0.0.1::8000"]
+    args += emulation
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
     if dataset_path:
@@ -248,12 +309,15 @@ def measure_image(
         subprocess.run(["podman", "stop", "-t", "120", name], capture_output=True, check=False)
 
 
-def measure_idle_python(image: str, platform: str, settle: float = 5.0) -> dict[str, Any]:
+def measure_idle_python(
+    image: str, platform: str, emulation: list[str], settle: float = 5.0
+) -> dict[str, Any]:
     """VmRSS of an idle python3 as the container's PID 1 in the image (under qemu-user for a foreign platform:
     interpreter plus emulator), read the same way as the peer's once it has settled."""
     name = f"lt-tflite-footprint-idle-{uuid.uuid4().hex[:8]}"
     sleeper = "import time; time.sleep(3600)"
-    run = ["podman", "run", "-d", "--rm", "--name", name, "--platform", platform, "--entrypoint", "python3"]
+    run = ["podman", "run", "-d", "--rm", "--name", name, "--platform", platform, *emulation]
+    run += ["--entrypoint", "python3"]
     subprocess.run([*run, image, "-c", sleeper], check=True, capture_output=True, text=True)
     try:
         time.sleep(settle)  # what is measured is the settled footprint, not an event to wait for
@@ -320,17 +384,23 @@ def main() -> None:
     kubo = {"peak_rss_mb": args.kubo_rss} if args.kubo_rss is not None else measure_kubo()
     print(json.dumps({"kubo": kubo}), file=sys.stderr, flush=True)
     results: dict[str, dict[str, Any]] = {}
-    idle = measure_idle_python(args.image, args.platform) if args.image else None
-    if idle:
-        print(json.dumps({"idle_python": idle}), file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as folder:
+        emulation: list[str] = []
+        idle = None
+        if args.image:
+            image, platform = args.image, args.platform
+            emulation = emulation_args(platform, lambda: image_cpuinfo(image, platform), Path(folder))
+            idle = measure_idle_python(args.image, args.platform, emulation)
+            print(json.dumps({"idle_python": idle, "emulation": emulation}), file=sys.stderr, flush=True)
         femnist = str(synthetic_femnist(Path(folder)))
         for arch in args.only:
             dataset_path = femnist if CASES[arch] == "femnist" else None
             results[arch] = {}
             for backend in args.backends:
                 if args.image:
-                    run = measure_image(arch, backend, dataset_path, args.rounds, args.image, args.platform)
+                    run = measure_image(
+                        arch, backend, dataset_path, args.rounds, args.image, args.platform, emulation
+                    )
                 else:
                     run = measure_native(arch, backend, dataset_path, args.rounds, args.together)
                 run["peers_per_4gb_pi"] = peers_on_a_pi(run["peak_rss_mb"], kubo["peak_rss_mb"])
@@ -348,7 +418,7 @@ def main() -> None:
                 "training_interval": TRAINING_INTERVAL,
                 "load_average_1m": round(os.getloadavg()[0], 1),
                 "kubo": kubo,
-                **({"idle_python": idle} if idle else {}),
+                **({"idle_python": idle, "emulation": emulation} if idle else {}),
                 "pi": {"ram_mb": PI_RAM_MB, "reserved_mb": PI_RESERVED_MB},
                 "results": results,
             },

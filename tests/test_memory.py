@@ -6,6 +6,7 @@ import ctypes
 import importlib.util
 import mmap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,12 +60,17 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
         libc.free(blocks[-1])
 
 
-def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_path: Path) -> None:
+def load_footprint_benchmark() -> Any:
     spec = importlib.util.spec_from_file_location("peer_footprint", REPO / "benchmarks/peer_footprint.py")
     assert spec is not None
     assert spec.loader is not None
     footprint = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(footprint)
+    return footprint
+
+
+def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_path: Path) -> None:
+    footprint = load_footprint_benchmark()
     import numpy as np
 
     assert np.ones(1).sum() == 1  # numpy's libraries are mapped and used
@@ -77,3 +83,35 @@ def test_the_footprint_benchmark_attributes_resident_memory_to_its_mappings(tmp_
     assert min(got["numpy_libs_mb"], got["anonymous_mb"], got["other_files_mb"]) > 1
     resident = sum(value for key, value in got.items() if key not in ("pss_mb", "uss_mb"))
     assert got["uss_mb"] <= got["pss_mb"] <= resident + 0.5
+
+
+X86_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nflags\t\t: fpu vme sse2\n\n"
+
+
+def test_the_footprint_benchmark_gives_an_emulated_arm64_peer_an_arm_cpuinfo(tmp_path: Path) -> None:
+    """qemu-user 7.2 (Debian 12) shows an arm64 guest the host's x86 /proc/cpuinfo, on which the TFLite
+    runtime's CPU detection segfaults: --image mounts a Pi 4's over it, with this machine's CPU count."""
+    footprint = load_footprint_benchmark()
+    host_cpus = footprint.possible_cpus(Path("/sys/devices/system/cpu/possible").read_text())
+    assert [footprint.possible_cpus(text) for text in ("0\n", "0-1\n", "0-3,6\n")] == [1, 2, 7]
+    assert footprint.emulation_args("linux/amd64", lambda: X86_CPUINFO, tmp_path, "x86_64") == []
+    args = footprint.emulation_args("linux/arm64", lambda: X86_CPUINFO, tmp_path, "x86_64")
+    standin = tmp_path / "cpuinfo-arm64"
+    assert args == ["-e", "QEMU_CPU=cortex-a72", "-v", f"{standin}:/proc/cpuinfo:ro"]
+    # what an arm64 kernel writes: one block per processor with the MIDR fields of the emulated CPU
+    blocks = [
+        dict(line.split(":", 1) for line in block.splitlines()) for block in standin.read_text().split("\n\n")
+    ]
+    processors = [{key.strip(): value.strip() for key, value in block.items()} for block in blocks[:-1]]
+    assert [p["processor"] for p in processors] == [str(i) for i in range(host_cpus)]
+    assert {(p["CPU implementer"], p["CPU part"], p["CPU architecture"]) for p in processors} == {
+        ("0x41", "0xd08", "8")
+    }
+    # a qemu-user that emulates an ARM /proc/cpuinfo (8.2 and later) gets no stand-in
+    arm = footprint.arm64_cpuinfo(2)
+    assert footprint.emulation_args("linux/arm64", lambda: arm, tmp_path, "x86_64") == [
+        "-e",
+        "QEMU_CPU=cortex-a72",
+    ]
+    # nor does an arm64 machine running its own images
+    assert footprint.emulation_args("linux/arm64", lambda: X86_CPUINFO, tmp_path, "aarch64") == []
