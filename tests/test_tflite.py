@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
 
 from peer.config import LabSettings, parse
 from peer.data import load_dataset
@@ -26,6 +28,7 @@ from peer.models import (
     decode_weights,
     encode_weights,
 )
+from peer.models import tflite as tflite_backend
 from peer.models.tflite import TFLiteModel, load_interpreter_class, numpy_twin, runtime_package
 from peer.models.tflite_layout import (
     BUILT,
@@ -199,8 +202,9 @@ for factory in TFLITE_MODELS:
 
 
 def test_the_models_run_on_the_armv7_runtime_version() -> None:
-    """Armv7 Pis get tflite-runtime 2.14 with numpy<2 (ai-edge-litert has no armv7 wheels): the committed
-    models, built by a newer TensorFlow, must use only ops that runtime knows. Its x86_64 wheel, the same
+    """Armv7 and aarch64 Pis get tflite-runtime 2.14 with numpy<2 (ai-edge-litert has no armv7 wheels, and
+    its aarch64 ones crash in training): the committed models, built by a newer TensorFlow, must use only ops
+    that runtime knows. Its x86_64 wheel, the same
     version, is the stand-in for the armv7 one here (a venv cached by scripts/tflite-runtime-venv.sh)."""
     python = subprocess.run(
         [str(ROOT / "scripts/tflite-runtime-venv.sh")],
@@ -315,10 +319,40 @@ def test_a_missing_runtime_names_the_package_for_this_machine(monkeypatch: pytes
         ModelError, match=r"MODEL=tflite needs a TensorFlow Lite runtime: pip install 'ai-edge-litert'"
     ):
         create_model("tflite", (8, 8, 1), 10)
-    assert runtime_package("x86_64") == runtime_package("aarch64") == "ai-edge-litert"
-    assert runtime_package("armv7l").startswith("tflite-runtime==2.14.0")
+    assert runtime_package("x86_64") == runtime_package("arm64") == "ai-edge-litert"
+    assert runtime_package("armv7l") == runtime_package("aarch64") == "tflite-runtime==2.14.0 (with numpy<2)"
     with pytest.raises(ModelError, match="no TensorFlow Lite runtime wheel for riscv64"):
         runtime_package("riscv64")
+
+
+def test_an_arm_machine_uses_tflite_runtime_even_beside_ai_edge_litert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Linux aarch64 gets tflite-runtime 2.14 as armv7 does: ai-edge-litert's aarch64 wheels crash in the
+    train signature (README, "TensorFlow Lite"). The extra installs it there; the backend tries it first."""
+    tried: list[str] = []
+
+    def import_module(name: str) -> object:
+        tried.append(name)
+        return type("Runtime", (), {"Interpreter": name})
+
+    monkeypatch.setattr(tflite_backend.importlib, "import_module", import_module)
+    assert (
+        load_interpreter_class("aarch64") == load_interpreter_class("armv7l") == "tflite_runtime.interpreter"
+    )
+    assert load_interpreter_class("x86_64") == load_interpreter_class("arm64") == "ai_edge_litert.interpreter"
+    assert load_interpreter_class("riscv64") == "ai_edge_litert.interpreter"  # tried in any order there
+    assert len(tried) == 5
+    # pyproject's extra installs the package runtime_package names, and only that one (with numpy<2 beside it)
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tflite"]
+    for machine in ("x86_64", "AMD64", "arm64", "aarch64", "armv7l"):
+        requirements = [Requirement(line) for line in extra]
+        names = {
+            r.name for r in requirements if r.marker and r.marker.evaluate({"platform_machine": machine})
+        }
+        wanted = runtime_package(machine).split("==")[0].split(" ")[0]
+        assert names - {"numpy"} == {wanted}, machine
+        assert ("numpy" in names) == (wanted == "tflite-runtime"), machine
 
 
 def test_the_peer_without_a_runtime_says_what_to_install(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """MODEL=tflite: the numpy models' layouts trained by a TensorFlow Lite runtime, without TensorFlow.
 
 The .tflite files come from scripts/build_tflite_models.py (signatures train, infer, get_weights,
-set_weights; built-in ops only). The runtime is ai-edge-litert (x86_64, aarch64) or tflite-runtime
-(armv7l), whichever is installed. A model shares its numpy twin's architecture id, weight names, shapes and
+set_weights; built-in ops only). The runtime is ai-edge-litert (x86_64) or tflite-runtime (Linux aarch64 and
+armv7l), whichever is installed. A model shares its numpy twin's architecture id, weight names, shapes and
 initial weights, so numpy and tflite peers build on each other's transactions in one tangle.
 
 Training: the train signature has a fixed batch (TRAIN_BATCH). Each SGD step takes BATCH_SIZE samples of
@@ -31,29 +31,46 @@ SIGNATURES = ("train", "infer", "get_weights", "set_weights")
 # Inference runs in fixed chunks (padded), so the runtime allocates its buffers once and a Pi never holds
 # the activations of a whole test set (the LEAF CNN needs about 2.3 MB a sample).
 INFER_CHUNK = 32
-_RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+AI_EDGE_LITERT = "ai_edge_litert.interpreter"
+TFLITE_RUNTIME = "tflite_runtime.interpreter"
 
 
 def runtime_package(machine: str | None = None) -> str:
-    """The pip requirement of the TensorFlow Lite runtime for a CPU architecture (platform.machine())."""
+    """The pip requirement of the TensorFlow Lite runtime for a CPU architecture (platform.machine()).
+
+    Linux aarch64 gets tflite-runtime, as armv7 does: ai-edge-litert's aarch64 wheels (1.4.0, 2.0.3, 2.3.0)
+    crash in the train signature of these models (a heap read runs off its end, with or without XNNPACK and
+    with reference kernels alone; seen under qemu-user 7.2 and 10.0), where tflite-runtime 2.14 trains.
+    macOS on Apple silicon ("arm64") has ai-edge-litert wheels only."""
     machine = (machine or platform.machine()).lower()
-    if machine in {"x86_64", "amd64", "aarch64", "arm64"}:
+    if machine in {"x86_64", "amd64", "arm64"}:
         return "ai-edge-litert"
-    if machine.startswith(("armv7", "armv8l", "armhf")):
+    if machine == "aarch64" or machine.startswith(("armv7", "armv8l", "armhf")):
         return "tflite-runtime==2.14.0 (with numpy<2)"
     raise ModelError(f"MODEL=tflite: no TensorFlow Lite runtime wheel for {machine}; use a numpy MODEL")
 
 
-def load_interpreter_class() -> Any:
+def runtime_modules(machine: str | None = None) -> tuple[str, str]:
+    """The runtimes' interpreter modules in the order tried: this machine's own runtime first, so an
+    ai-edge-litert that happens to be installed on an aarch64 machine is not the one used."""
+    try:
+        if runtime_package(machine).startswith("tflite-runtime"):
+            return (TFLITE_RUNTIME, AI_EDGE_LITERT)
+    except ModelError:
+        pass
+    return (AI_EDGE_LITERT, TFLITE_RUNTIME)
+
+
+def load_interpreter_class(machine: str | None = None) -> Any:
     """The Interpreter class of the installed runtime, or a ModelError saying what to install."""
-    for module in _RUNTIMES:
+    for module in runtime_modules(machine):
         try:
             return importlib.import_module(module).Interpreter
         except ImportError:
             continue
     raise ModelError(
-        f"MODEL=tflite needs a TensorFlow Lite runtime: pip install '{runtime_package()}' "
-        f"(or 'learning-tangle[tflite]') on this {platform.machine()} machine"
+        f"MODEL=tflite needs a TensorFlow Lite runtime: pip install '{runtime_package(machine)}' "
+        f"(or 'learning-tangle[tflite]') on this {machine or platform.machine()} machine"
     )
 
 
