@@ -30,9 +30,9 @@ platform (the interpreter started, nothing imported), the baseline that shows wh
 An arm64 image under qemu-user on another machine runs on an emulated Raspberry Pi 4 CPU
 (QEMU_CPU=cortex-a72). qemu-user before 8.2 (Debian 12 ships 7.2) shows the guest the host's /proc/cpuinfo,
 an x86 one, and the TensorFlow Lite runtime's CPU detection (cpuinfo, at interpreter creation) dereferences a
-null pointer on it: the peer dies with SIGSEGV. So where the emulated /proc/cpuinfo is not an ARM one, a
-stand-in is mounted over it: a Pi 4's, with this machine's CPU count (`emulation_args`). A real arm64
-machine has its own.
+null pointer on it: a peer on ai-edge-litert dies with SIGSEGV (tflite-runtime 2.14, which the aarch64 image
+now gets, starts either way). So where the emulated /proc/cpuinfo is not an ARM one, a stand-in is mounted
+over it: a Pi 4's, with this machine's CPU count (`emulation_args`). A real arm64 machine has its own.
 """
 
 from __future__ import annotations
