@@ -78,7 +78,7 @@ test-qemu: $(STAMP)
 # building them needs TensorFlow, in its own venv cached outside the checkout (scripts/tf-venv.sh, 1.6 GB):
 #   make tflite-models         rebuild peer/models/tflite_models/ (and its manifest)
 #   make tflite-models-check   rebuild into a temporary folder and fail unless the committed files match
-# The tests also run the models on tflite-runtime 2.14 (armv7's runtime), in a venv of scripts/tflite-runtime-venv.sh.
+# The tests also run the models on tflite-runtime 2.14 (the arm Pis' runtime), in a venv of scripts/tflite-runtime-venv.sh.
 TFLITE_STAMP := $(VENV)/.installed-tflite
 .PHONY: tflite-models tflite-models-check bench-tflite
 
