@@ -23,7 +23,7 @@ not depend on the pixel values), each with numpy and with tflite.
 --together N runs N peers of a case at once (PEER_INDEX 0..N-1) and lists the PSS of each: the cost of a
 peer on a machine that runs several, with the shared libraries split among them.
 
-On demand, inside a container image (e.g. an arm64 or armv7 peer image built with PEER_EXTRAS=tflite, run
+On demand, inside a container image (e.g. an arm64 or armv7 peer image, which carry the TFLite runtime, run
 under qemu-user): --image learning-tangle/peer:0.1.0 --platform linux/arm64. The peer runs as the image's
 entrypoint; its memory is read from inside the container (/proc/1/status). Under qemu-user that is the
 emulator's memory, the peer's plus qemu's own (translation buffers): an upper bound of the native figure.
