@@ -242,11 +242,11 @@ class PeerDaemon:
             verify_signature=verify,
         )
         log.info(
-            "peer %d (%s) on %s: model %s, genesis %s, topic %s",
+            "peer %d (%s) on %s: model %r, genesis %s, topic %s",
             self.index,
             self.author,
             s.ipfs_api if self.client else "memory",
-            peer.model.architecture,
+            peer.model,  # its layout, and for tflite the file in use
             genesis.transaction.id,
             peer.topic,
         )
