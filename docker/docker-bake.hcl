@@ -19,9 +19,10 @@ variable "PLATFORMS" {
   default = "linux/amd64,linux/arm64,linux/arm/v7"
 }
 
-# optional dependency groups of pyproject.toml for the peer image (e.g. a TFLite runtime), comma-separated
+# optional dependency groups of pyproject.toml for the peer image, comma-separated; the default, tflite, is the
+# TensorFlow Lite runtime for MODEL=tflite (PEER_EXTRAS="" builds without it)
 variable "PEER_EXTRAS" {
-  default = ""
+  default = "tflite"
 }
 
 variable "SOURCE" {

@@ -4,6 +4,7 @@ node, the genesis step, the visualizer, Prometheus with the project's rules, Gra
 and node-exporter, as one compose project that runs with `docker compose` and with `podman-compose`.
 
     python3 docker/lab.py up --peers 5        # writes runs/compose-lab/compose.yaml (and more), starts it
+    python3 docker/lab.py up --model tflite --tflite-fraction 0.5   # half the peers on TensorFlow Lite
     python3 docker/lab.py password            # Grafana's admin password, generated at the first start
     python3 docker/lab.py down [--reset]      # stops it; --reset also deletes its volumes (repos, identities)
     python3 docker/lab.py generate --peers 3 --out docker   # what docker/compose.yaml is
@@ -38,6 +39,9 @@ LAB_INIT = ROOT / "docker/lab/kubo-init/060-lab.sh"
 MONITORING = ROOT / "k3s/monitoring"
 DEFAULT_STATE = ROOT / "runs/compose-lab"
 DEFAULT_PROJECT = "learning-tangle-lab"
+# MODEL and TFLITE_ARCH values of the peer (peer/config.py; this file imports nothing of the project)
+NUMPY_MODELS = ("softmax", "mlp", "cnn", "femnist-cnn")
+MODELS = (*NUMPY_MODELS, "fake", "tflite")
 
 
 class LabError(ValueError):
@@ -58,6 +62,9 @@ class LabConfig:
     ipfs_profile: str = "lowpower"
     dataset_path: Path | None = None
     scrape_interval: str = "5s"
+    model: str = ""  # MODEL of every peer; empty: the image's default (mlp)
+    tflite_arch: str = "mlp"  # with model tflite: the numpy layout (TFLITE_ARCH) every peer trains
+    tflite_fraction: float = 1.0  # with model tflite: share of peers on TensorFlow Lite, the others on numpy
 
     def validate(self) -> None:
         if not 1 <= self.peers <= MAX_PEERS:
@@ -70,6 +77,13 @@ class LabConfig:
                 raise LabError(f"--{name.replace('_', '-')} must be a port number 0-65535 (got {port})")
         if self.training_interval <= 0:
             raise LabError(f"--training-interval must be above 0 seconds (got {self.training_interval})")
+        if self.model and self.model not in MODELS:
+            raise LabError(f"--model must be one of {', '.join(MODELS)} (got {self.model!r})")
+        if self.tflite_arch not in NUMPY_MODELS:
+            choices = ", ".join(NUMPY_MODELS)
+            raise LabError(f"--tflite-arch must be one of {choices} (got {self.tflite_arch!r})")
+        if not 0 <= self.tflite_fraction <= 1:
+            raise LabError(f"--tflite-fraction must be between 0 and 1 (got {self.tflite_fraction})")
         if self.dataset_path is not None and not self.dataset_path.exists():
             raise LabError(
                 f"--dataset-path {self.dataset_path} does not exist: give a LEAF FEMNIST file or folder"
@@ -77,6 +91,22 @@ class LabConfig:
 
     def image(self, name: str) -> str:
         return f"{self.registry}learning-tangle/{name}:{self.version}"
+
+    def on_tflite(self, index: int) -> bool:
+        """Whether peer `index` runs TensorFlow Lite: the rule of `tangle lab --tflite-fraction` (every peer
+        whose share crosses a whole number, so they are spread evenly)."""
+        f = self.tflite_fraction
+        return self.model == "tflite" and int((index + 1) * f + 1e-9) > int(index * f + 1e-9)
+
+    def model_env(self, index: int) -> dict[str, str]:
+        """Peer `index`'s MODEL settings: tflite peers and their numpy twins share one layout and genesis."""
+        if not self.model:
+            return {}
+        if self.model != "tflite":
+            return {"MODEL": self.model}
+        if self.on_tflite(index):
+            return {"MODEL": "tflite", "TFLITE_ARCH": self.tflite_arch}
+        return {"MODEL": self.tflite_arch}
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -188,7 +218,7 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
     services["genesis"] = {
         "image": config.image("peer"),
         "command": ["peer", "--create-genesis"],
-        "environment": {**peer_env, "PEER_INDEX": "0"},
+        "environment": {**peer_env, **config.model_env(0), "PEER_INDEX": "0"},
         "network_mode": "service:kubo-0",
         "depends_on": ["kubo-0"],
         "volumes": data_volumes,
@@ -199,7 +229,7 @@ def compose(config: LabConfig, out: Path) -> dict[str, object]:
         services[f"peer-{i}"] = {
             "image": config.image("peer"),
             "command": ["peer"],
-            "environment": {**peer_env, "PEER_INDEX": str(i)},
+            "environment": {**peer_env, **config.model_env(i), "PEER_INDEX": str(i)},
             "network_mode": f"service:kubo-{i}",
             # only its own node: a chain of dependencies (peer -> genesis -> kubo-0) breaks podman 4.3's start
             "depends_on": [f"kubo-{i}"],
@@ -330,6 +360,9 @@ def _config(args: argparse.Namespace) -> LabConfig:
         training_interval=args.training_interval,
         ipfs_profile=args.ipfs_profile,
         dataset_path=args.dataset_path,
+        model=args.model,
+        tflite_arch=args.tflite_arch,
+        tflite_fraction=args.tflite_fraction,
     )
 
 
@@ -350,6 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--training-interval", type=float, default=20.0, help="seconds between rounds")
         p.add_argument("--ipfs-profile", default="lowpower", help="kubo profile of the peers' nodes")
         p.add_argument("--dataset-path", type=Path, help="LEAF FEMNIST data for every peer (read-only)")
+        p.add_argument("--model", default="", help=f"MODEL of the peers ({', '.join(MODELS)}; default mlp)")
+        p.add_argument("--tflite-arch", default="mlp", help="with --model tflite: the layout (TFLITE_ARCH)")
+        p.add_argument(
+            "--tflite-fraction",
+            type=float,
+            default=1.0,
+            help="with --model tflite: share of peers on TensorFlow Lite, spread evenly; the others train "
+            "the same layout in numpy",
+        )
         p.add_argument("--project", default=DEFAULT_PROJECT, help="compose project name")
     for name in ("down", "password"):
         p = sub.add_parser(name)

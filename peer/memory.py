@@ -1,10 +1,15 @@
 """Giving memory the peer no longer uses back to the system (Linux; a no-op elsewhere).
 
-A peer on a Pi lives next to other peers and its IPFS node, so freed memory should leave the process:
+A peer on a Pi lives next to other peers and its IPFS node, so what a round no longer uses should leave the
+process:
 - glibc keeps freed heap memory (weight-sized blocks freed by a training round) for reuse and returns it only
   from the top of each heap; malloc_trim(0) returns every free page of every arena (the worker threads').
-- a TensorFlow Lite model file is mapped read-only: the runtime reads the variables' initial values from it
-  once (the CALL_ONCE init), and those pages would count towards the peer's resident memory for good.
+- mapped files stay resident once touched: a TensorFlow Lite model file, whose variables' initial values
+  the runtime reads once (the CALL_ONCE init), and the shared libraries, most of whose pages only loading
+  and start-up read (relocation tables, static initialisers, ops the model never runs; 11 MB of the TFLite
+  runtime's 12 MB in a peer). Unmapping the pages of a mapping nobody wrote to loses nothing: a page touched
+  again is mapped back from the page cache. The kernel would drop them itself under memory pressure; doing it
+  after each round makes the resident memory say what a round needs, which decides how many peers fit on a Pi.
 """
 
 from __future__ import annotations
@@ -12,10 +17,34 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 MADV_DONTNEED = 4  # <sys/mman.h>, the same number on every Linux architecture
+SMAPS = Path("/proc/self/smaps")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One line of /proc/self/maps with the smaps figures this module uses."""
+
+    start: int
+    end: int
+    perms: str
+    path: str  # "" for anonymous memory, "[heap]", "[stack]"... for the kernel's names
+    rss_kb: int
+    anonymous_kb: int  # pages of a private file mapping that were written to (copy-on-write) count here
+
+    @property
+    def droppable(self) -> bool:
+        """A file mapping nobody can write through and nobody wrote to: its pages are the file's."""
+        return (
+            self.path.startswith("/")
+            and self.perms.startswith("r")
+            and "w" not in self.perms
+            and self.anonymous_kb == 0
+        )
 
 
 @cache
@@ -39,35 +68,67 @@ def release_freed_memory() -> bool:
     return True
 
 
+def mappings() -> list[Mapping]:
+    """This process's mappings with their resident and copy-on-write kB ([] where there is no smaps)."""
+    try:
+        text = SMAPS.read_text()
+    except OSError:
+        return []
+    found: list[Mapping] = []
+    head: list[str] | None = None
+    rss = anonymous = 0
+
+    def close() -> None:
+        if head is not None:
+            start, end = (int(part, 16) for part in head[0].split("-"))
+            path = head[5] if len(head) == 6 else ""
+            found.append(Mapping(start, end, head[1], path, rss, anonymous))
+
+    for line in text.splitlines():
+        fields = line.split(maxsplit=5)
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            close()
+            head, rss, anonymous = fields, 0, 0
+        elif fields and fields[0] == "Rss:":
+            rss = int(fields[1])
+        elif fields and fields[0] == "Anonymous:":
+            anonymous = int(fields[1])
+    close()
+    return found
+
+
 def read_only_mappings(path: Path) -> list[tuple[int, int]]:
-    """(start, end) of this process's mappings of `path` that nobody can write through (r-- only)."""
+    """(start, end) of this process's mappings of `path` whose pages are the file's (Mapping.droppable)."""
     target = os.path.realpath(path)
-    ranges = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            perms = fields[1] if len(fields) == 6 else ""
-            if perms.startswith("r") and "w" not in perms and fields[5].strip() == target:
-                start, end = (int(part, 16) for part in fields[0].split("-"))
-                ranges.append((start, end))
-    return ranges
+    return [(m.start, m.end) for m in mappings() if m.path == target and m.droppable]
 
 
-def drop_file_pages(path: Path) -> int:
-    """Unmap the resident pages of this process's read-only mappings of `path`; returns the bytes advised.
+def drop_file_pages(path: Path | None = None) -> int:
+    """Unmap the resident pages of this process's droppable mappings of `path`, or of every file (shared
+    libraries among them) when `path` is None; returns the bytes advised.
 
-    Safe for read-only mappings only: a page touched again is read back from the page cache (or the file).
-    Returns 0 where /proc/self/maps or madvise is missing.
+    Only mappings nobody can write through and nobody wrote to are touched, so nothing is lost: a page used
+    again is mapped back from the page cache (or read from the file). Returns 0 without smaps or madvise.
     """
     libc = _libc()
-    if libc is None or not hasattr(libc, "madvise") or not Path("/proc/self/maps").is_file():
+    if libc is None or not hasattr(libc, "madvise"):
         return 0
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    target = None if path is None else os.path.realpath(path)
     advised = 0
-    for start, end in read_only_mappings(path):
-        if start % mmap.PAGESIZE == 0 and libc.madvise(start, end - start, MADV_DONTNEED) == 0:
-            advised += end - start
+    for mapping in mappings():
+        if not mapping.droppable or not mapping.rss_kb or (target is not None and mapping.path != target):
+            continue
+        size = mapping.end - mapping.start
+        if mapping.start % mmap.PAGESIZE == 0 and libc.madvise(mapping.start, size, MADV_DONTNEED) == 0:
+            advised += size
     return advised
+
+
+def release_memory() -> None:
+    """What the daemon calls between rounds: the freed heap back to the system, file pages unmapped."""
+    release_freed_memory()
+    drop_file_pages()
 
 
 def resident_kb(path: Path | None = None) -> int:
@@ -76,11 +137,5 @@ def resident_kb(path: Path | None = None) -> int:
     if path is None:
         status = Path("/proc/self/status").read_text()
         return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
-    target, total, inside = os.path.realpath(path), 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        fields = line.split()
-        if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
-            inside = len(fields) == 6 and fields[5] == target
-        elif inside and fields[0] == "Rss:":
-            total += int(fields[1])
-    return total
+    target = os.path.realpath(path)
+    return sum(m.rss_kb for m in mappings() if m.path == target)

@@ -11,7 +11,8 @@
 #   IMAGES       which images, default "peer visualizer"
 #   ENGINE       docker or podman (default: docker when its engine answers, else podman)
 #   OUT          archive folder, default dist/images
-#   PEER_EXTRAS  optional dependency groups for the peer image (pyproject.toml extras), comma-separated
+#   PEER_EXTRAS  optional dependency groups for the peer image (pyproject.toml extras), comma-separated; default
+#                tflite (the TensorFlow Lite runtime for MODEL=tflite); PEER_EXTRAS= (empty) builds without it
 #   BUILD_CA     a CA bundle pip must trust (TLS-intercepting proxy); default PIP_CERT or SSL_CERT_FILE
 #   PODMAN_BUILD_EXTRA  podman only: more `podman build` options, e.g. --no-cache (benchmarks/images.py)
 #   STANDIN_BASE=1  podman only: import the debootstrap stand-in for the Debian base image first and never pull
@@ -24,6 +25,7 @@ version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", 
 registry="${REGISTRY:-}"
 if [ -n "$registry" ] && [ "${registry: -1}" != "/" ]; then registry="$registry/"; fi
 images="${IMAGES:-peer visualizer}"
+peer_extras="${PEER_EXTRAS-tflite}" # unset: the default; set and empty: no extras
 out="${OUT:-dist/images}"
 source_url=$(git config --get remote.origin.url 2>/dev/null || true)
 revision=$(git rev-parse HEAD 2>/dev/null || true)
@@ -73,7 +75,7 @@ if [ "$engine" = docker ]; then
     ca="${BUILD_CA:-${PIP_CERT:-${SSL_CERT_FILE:-}}}"
     [ -n "$ca" ] && [ -s "$ca" ] && sets+=(--set "*.secrets=id=build-ca,src=$ca")
     REGISTRY="$registry" VERSION="$version" SOURCE="$source_url" REVISION="$revision" \
-      PEER_EXTRAS="${PEER_EXTRAS:-}" docker buildx bake -f docker/docker-bake.hcl "${sets[@]}" "${image_list[@]}"
+      PEER_EXTRAS="$peer_extras" docker buildx bake -f docker/docker-bake.hcl "${sets[@]}" "${image_list[@]}"
   done
   # load the native architecture's images, so `docker run` finds them
   for image in $images; do
@@ -113,7 +115,7 @@ for platform in "${ordered[@]}"; do
     echo "podman build: $tag for $platform" >&2
     podman build "${pull[@]}" "${secret[@]}" "${extra[@]}" "${from[@]}" --format docker --platform "$platform" --target "$image" \
       --build-arg VERSION="$version" --build-arg SOURCE="$source_url" --build-arg REVISION="$revision" \
-      --build-arg PEER_EXTRAS="${PEER_EXTRAS:-}" \
+      --build-arg PEER_EXTRAS="$peer_extras" \
       -f docker/Dockerfile -t "$tag" .
     # archives carry the fully qualified name that Docker and containerd give `learning-tangle/...` references
     # (with a REGISTRY that is NAME itself, which then moves to this image while it is saved)

@@ -193,3 +193,15 @@ def test_a_worker_that_dies_mid_run_is_reported_at_once() -> None:
     with pytest.raises(LabError, match=r"a lab worker died \(exit code -9\)"):
         handle.call("evaluate", 1)
     handle.close()  # a dead worker closes quietly
+
+
+def test_closing_after_an_interrupted_call_ends_the_worker_cleanly() -> None:
+    # Ctrl-C can leave a call's answer in flight; "close" must not take it for its own answer and hang up
+    # while the worker still replies (the worker then died on a broken pipe, printing a traceback)
+    from peer.lab.runner import WorkerHandle
+
+    settings = parse(LabSettings, env=False, peers=2, rounds=1, progress=False, baseline="none")
+    handle = WorkerHandle(settings, [0], in_process=False)
+    handle.start("metrics_snapshot")  # its answer is never read, as after an interruption
+    handle.close()
+    assert handle._process.exitcode == 0

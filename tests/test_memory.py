@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from peer.memory import drop_file_pages, read_only_mappings, release_freed_memory, resident_kb
+from peer.memory import drop_file_pages, mappings, read_only_mappings, release_freed_memory, resident_kb
 
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +37,39 @@ def test_writable_mappings_are_left_alone(tmp_path: Path) -> None:
         assert read_only_mappings(path) == []
         assert drop_file_pages(path) == 0
         assert mapped[:5] == b"dirty"
+
+
+def test_every_library_page_can_be_dropped_and_the_process_goes_on() -> None:
+    import numpy as np
+
+    assert float(np.arange(1000.0) @ np.arange(1000.0)) == 332833500.0  # numpy's code and BLAS resident
+    numpy_lib = next(m.path for m in mappings() if "_multiarray_umath" in m.path and m.rss_kb)
+    assert resident_kb(Path(numpy_lib)) > 512
+    assert drop_file_pages() > 0  # every file: the libraries, Python's own among them
+    assert resident_kb(Path(numpy_lib)) < 256
+    assert float(np.arange(1000.0) @ np.arange(1000.0)) == 332833500.0  # mapped back as it runs
+
+
+def test_pages_written_before_a_mapping_became_read_only_are_kept(tmp_path: Path) -> None:
+    # the loader writes relocations into a library's private pages, then makes them read-only (RELRO):
+    # dropping those pages would bring back the file's unrelocated bytes
+    path = tmp_path / "blob"
+    path.write_bytes(b"\0" * MB)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        mapped[:9] = b"relocated"
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        try:
+            assert libc.mprotect(address, MB, mmap.PROT_READ) == 0
+            (mapping,) = (m for m in mappings() if m.path == str(path.resolve()))
+            assert mapping.perms.startswith("r--")
+            assert mapping.anonymous_kb > 0
+            assert read_only_mappings(path) == []
+            drop_file_pages()
+            assert mapped[:9] == b"relocated"
+        finally:
+            libc.mprotect(address, MB, mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 def test_freed_heap_memory_goes_back_to_the_system() -> None:

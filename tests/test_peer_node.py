@@ -279,3 +279,26 @@ def test_shutdown_logs_what_it_could_not_pin_or_announce(caplog: pytest.LogCaptu
     messages = [r.getMessage() for r in caplog.records]
     assert any("last pin update failed" in m and "the IPFS node is gone" in m for m in messages)
     assert any("final tip announcement failed" in m and "pubsub is gone" in m for m in messages)
+
+
+# --- memory between rounds ----------------------------------------------------------------------------
+def test_every_round_ends_by_releasing_the_model_even_a_failed_one() -> None:
+    from types import SimpleNamespace
+
+    from peer.node.daemon import PeerDaemon
+
+    released: list[str] = []
+
+    class Model:
+        def release(self) -> None:
+            released.append("model")
+
+    async def train_once(rng: object, attacking: bool) -> None:
+        raise RuntimeError("no reference")
+
+    peer = SimpleNamespace(model=Model(), forget_below_window=lambda: None, train_once=train_once)
+    daemon = PeerDaemon(PeerSettings(peer_index=0))
+    asyncio.run(daemon._train(peer, 1))  # type: ignore[arg-type]
+    assert released == ["model"]
+    assert daemon.last_round is not None
+    assert daemon.last_round.error == "RuntimeError: no reference"

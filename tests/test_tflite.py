@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from peer.config import LabSettings, parse
 from peer.data import load_dataset
 from peer.lab.runner import run_lab
-from peer.memory import resident_kb
+from peer.memory import release_freed_memory, resident_kb
 from peer.models import (
     LeafCNN,
     ModelError,
@@ -176,6 +176,26 @@ def test_the_leaf_femnist_cnn_matches_its_numpy_twin() -> None:
     assert float(np.abs(tflite._logits(ours, x) - twin._logits(theirs, x)).max()) < 1e-3
     # the file's 26 MB of initial values (read once, by the init) do not stay resident in the process
     assert resident_kb(tflite.path) < 2048 < tflite.path.stat().st_size // 1024 // 10
+
+
+def test_release_drops_the_interpreter_and_the_next_call_rebuilds_it() -> None:
+    rng = np.random.default_rng(0)
+    tflite = create_model("tflite", (28, 28, 1), 62, tflite_arch="femnist-cnn")
+    weights = tflite.init_weights(rng)
+    weight_set_kb = sum(int(np.prod(shape)) for shape in tflite.weight_spec().values()) * 4 // 1024
+    x = rng.uniform(0, 1, (13, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 62, 13)
+    first = tflite.train(weights, x, y, TrainParams(learning_rate=0.05), np.random.default_rng(1))
+    logits = tflite._logits(first, x)  # every signature has run: all arenas are allocated
+    release_freed_memory()
+    held = resident_kb()
+    tflite.release()
+    release_freed_memory()
+    # the variables and the four signatures' arenas: about 8.6 weight sets on this model
+    assert held - resident_kb() > 5 * weight_set_kb
+    again = tflite.train(weights, x, y, TrainParams(learning_rate=0.05), np.random.default_rng(1))
+    assert all(np.array_equal(first[name], again[name]) for name in first)
+    assert np.array_equal(tflite._logits(again, x), logits)
 
 
 ARMV7_RUNTIME_CHECK = """

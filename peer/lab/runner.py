@@ -7,6 +7,7 @@ writes the results folder.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -95,9 +96,11 @@ class WorkerHandle:
         self._pending = True
 
     def settle(self, timeout: float = 60.0) -> None:
-        """After an interruption: take the answer of a call still in flight, so the next call gets its own."""
+        """After an interruption: take the answer of a call still in flight, so the next call gets its own.
+        The abandoned call's outcome is dropped, an error too: what matters now is what the next call says."""
         if self._local is None and self._pending and self._conn.poll(timeout):
-            self._expect()
+            with contextlib.suppress(LabError):
+                self._expect()
 
     def result(self) -> Any:
         if self._local is not None:
@@ -114,6 +117,7 @@ class WorkerHandle:
             return
         try:
             if self._process.is_alive():
+                self.settle(timeout=10)  # an answer still in flight is not the answer to "close"
                 self.call("close")
         except (LabError, OSError):
             pass  # already reported by the call that met it; the process is ended below
@@ -343,7 +347,9 @@ def _run(
         reporter = honest[0] if honest else 0
         reporting = next(h for h in handles if reporter in h.peers)
         if interrupted:
-            reporting.settle()
+            # every worker may have an answer in flight: each next call must get its own
+            for handle in handles:
+                handle.settle()
         tangle = reporting.call("export", reporter)
         # an interrupted IPFS run's testnet got the Ctrl-C too: no tangle.car then
         backend = finish(tangle) if finish is not None and not interrupted else {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing.connection
+from typing import Any
 
 import numpy as np
 
@@ -299,18 +300,29 @@ def serve(
         connection.send(("error", f"{type(error).__name__}: {error}"))
         connection.close()
         return
-    connection.send(("ready", None))
+
+    def answer(message: tuple[str, Any]) -> bool:
+        try:
+            connection.send(message)
+        except OSError:  # the runner is gone (interrupted, or it died): nobody to answer
+            return False
+        return True
+
+    answer(("ready", None))
     while True:
         try:
             method, args = connection.recv()
-        except (EOFError, OSError):  # the runner is gone (interrupted, or it died): nothing left to answer
+        except (EOFError, OSError):  # the runner is gone: nothing left to answer
             worker.close()
             return
         if method == "close":
             worker.close()
-            connection.send(("ok", None))
+            answer(("ok", None))
             return
         try:
-            connection.send(("ok", getattr(worker, method)(*args)))
+            message: tuple[str, Any] = ("ok", getattr(worker, method)(*args))
         except Exception as error:  # report to the runner rather than dying silently
-            connection.send(("error", f"{type(error).__name__}: {error}"))
+            message = ("error", f"{type(error).__name__}: {error}")
+        if not answer(message):
+            worker.close()
+            return

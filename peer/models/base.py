@@ -57,3 +57,8 @@ class Model(Protocol):
     def predict(self, weights: Weights, x: np.ndarray) -> np.ndarray:
         """Predicted class per sample (int64)."""
         ...
+
+    def release(self) -> None:
+        """Drop what the model keeps between uses (a runtime's buffers); the next call rebuilds it. The
+        daemon calls it after every round."""
+        ...

@@ -127,6 +127,9 @@ class FakeModel:
         n = len(x)
         return self._rng_for(weights, n).integers(0, self.num_classes, size=n, dtype=np.int64)
 
+    def release(self) -> None:
+        """Nothing to drop."""
+
     def _rng_for(self, weights: Weights, n: int) -> np.random.Generator:
         seed = int.from_bytes(self._digest(weights)[:16], "little")
         return np.random.default_rng([seed, n])

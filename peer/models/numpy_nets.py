@@ -118,6 +118,9 @@ class _NumpyNet:
             out[start : start + len(chunk)] = self._logits(weights, chunk).argmax(axis=1)
         return out
 
+    def release(self) -> None:
+        """Nothing to drop: a numpy model keeps no buffers between calls."""
+
     def _logits(self, w: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         return self._forward(w, x, need_cache=False)[0]
 

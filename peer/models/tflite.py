@@ -89,13 +89,22 @@ class TFLiteModel:
         self.path = Path(path)
         self.twin = twin
         self._spec = twin.weight_spec()
-        interpreter_class = load_interpreter_class()
+        self._interpreter_class = load_interpreter_class()
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such TensorFlow Lite model file")
+        self._num_threads = num_threads
+        self._lock = threading.Lock()
+        self._runners: dict[str, Any] = {}
+        signatures = self._open()
+        self._check_layout(signatures)
+        self.train_batch = int(self._input_shape("train", "x")[0])
+
+    def _open(self) -> dict[str, dict[str, list[str]]]:
+        """Create the interpreter and its signature runners; returns the file's signature list."""
         try:
             # a path, not bytes: the runtime maps the file and the constants stay out of the Python heap
-            self._interpreter = interpreter_class(model_path=str(self.path), num_threads=num_threads)
-            signatures = self._interpreter.get_signature_list()
+            interpreter = self._interpreter_class(model_path=str(self.path), num_threads=self._num_threads)
+            signatures: dict[str, dict[str, list[str]]] = interpreter.get_signature_list()
         except (ValueError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(f"{self.path}: not a valid TensorFlow Lite model ({reason})") from None
@@ -105,14 +114,25 @@ class TFLiteModel:
                 f"{self.path}: missing signatures {', '.join(missing)} (needs {', '.join(SIGNATURES)}; "
                 "build it with scripts/build_tflite_models.py)"
             )
-        self._runners = {name: self._interpreter.get_signature_runner(name) for name in SIGNATURES}
-        self._check_layout(signatures)
-        self.train_batch = int(self._input_shape("train", "x")[0])
-        self._lock = threading.Lock()
+        self._runners = {name: interpreter.get_signature_runner(name) for name in SIGNATURES}
         # The first call runs the file's CALL_ONCE init, which copies the variables' initial values (zeros, a
         # whole weight set) out of the mapped file; they are never read again, so their pages are dropped.
         self._runners["get_weights"]()
         drop_file_pages(self.path)
+        return signatures
+
+    def _runner(self, signature: str) -> Any:
+        """A signature runner, the interpreter created again if release() dropped it (under the lock)."""
+        if not self._runners:
+            self._open()
+        return self._runners[signature]
+
+    def release(self) -> None:
+        """Drop the interpreter until the next call: its variables and one arena per signature (8.6 weight
+        sets on the LEAF CNN) would otherwise stay resident between a daemon's rounds. The file was checked
+        at start-up; creating the interpreter again costs a fraction of a round."""
+        with self._lock:
+            self._runners = {}
 
     # --- start-up validation ---------------------------------------------------------------------------
     def _input_shape(self, signature: str, name: str) -> tuple[int, ...]:
@@ -197,7 +217,7 @@ class TFLiteModel:
         n = len(xs)
         with self._lock:
             self._set_weights(weights)
-            train = self._runners["train"]
+            train = self._runner("train")
             for _ in range(params.epochs):
                 order = rng.permutation(n)
                 for start in range(0, n, params.batch_size):
@@ -231,7 +251,7 @@ class TFLiteModel:
         chunk = np.zeros((INFER_CHUNK, *self.twin.input_shape), np.float32)
         with self._lock:
             self._set_weights(weights)
-            infer = self._runners["infer"]
+            infer = self._runner("infer")
             for start in range(0, len(xs), INFER_CHUNK):
                 part = xs[start : start + INFER_CHUNK]
                 chunk[: len(part)] = part
@@ -239,10 +259,10 @@ class TFLiteModel:
         return out
 
     def _set_weights(self, weights: Weights) -> None:
-        self._runners["set_weights"](**{signature_name(name): weights[name] for name in self._spec})
+        self._runner("set_weights")(**{signature_name(name): weights[name] for name in self._spec})
 
     def _get_weights(self) -> Weights:
-        got = self._runners["get_weights"]()
+        got = self._runner("get_weights")()
         return {name: np.asarray(got[signature_name(name)], dtype=np.float32) for name in self._spec}
 
 

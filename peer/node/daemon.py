@@ -45,7 +45,7 @@ from peer.data import load_dataset, peer_data
 from peer.ipfs.client import IpfsClient
 from peer.ipfs.errors import IpfsError
 from peer.learning.learner import Reference
-from peer.memory import release_freed_memory
+from peer.memory import release_memory
 from peer.metrics import PeerMetrics
 from peer.models import Model
 from peer.node.announcement import MAX_ANNOUNCED_TIPS, Announcement
@@ -242,15 +242,16 @@ class PeerDaemon:
             verify_signature=verify,
         )
         log.info(
-            "peer %d (%s) on %s: model %s, genesis %s, topic %s",
+            "peer %d (%s) on %s: model %r, genesis %s, topic %s",
             self.index,
             self.author,
             s.ipfs_api if self.client else "memory",
-            peer.model.architecture,
+            peer.model,  # its layout, and for tflite the file in use
             genesis.transaction.id,
             peer.topic,
         )
         server = await self._serve_http(metrics)
+        await asyncio.to_thread(self._release, model)  # start-up's pages and buffers until the first round
         tasks = [
             asyncio.create_task(self._intake(peer), name="intake"),
             asyncio.create_task(window.run(), name="pinning"),
@@ -393,6 +394,11 @@ class PeerDaemon:
             self._round = asyncio.ensure_future(self._train(peer, self.ticks))
             await asyncio.shield(self._round)
 
+    @staticmethod
+    def _release(model: Model) -> None:
+        model.release()
+        release_memory()
+
     async def _train(self, peer: Peer, tick: int) -> None:
         s = self.settings
         self.trainings += 1
@@ -408,8 +414,10 @@ class PeerDaemon:
             self.recent_rounds.append(self.last_round)
             return
         finally:
-            # a round frees weight-sized blocks (copies, gradients, activations) that glibc would keep
-            await asyncio.to_thread(release_freed_memory)
+            # a round frees weight-sized blocks (copies, gradients, activations) that glibc would keep, and
+            # leaves library pages mapped that the next round may not need; a tflite model drops its
+            # interpreter (its arenas) until the next round
+            await asyncio.to_thread(self._release, peer.model)
         self.reference = outcome.reference
         published = peer.published[-1].id if outcome.publish and peer.published else None
         self.last_round = RoundInfo(

@@ -76,9 +76,13 @@ class Lab:
         return f"{self.project}_{service}_1"
 
     def peer_state(self, index: int) -> dict[str, Any]:
+        return self.peer_api(index, "/api/peer")
+
+    def peer_api(self, index: int, path: str) -> dict[str, Any]:
+        """A document of peer `index`'s HTTP API, read inside its container (the port is not published)."""
         script = (
             "import json, urllib.request as u; "
-            "print(json.dumps(json.load(u.urlopen('http://127.0.0.1:8000/api/peer', timeout=5))))"
+            f"print(json.dumps(json.load(u.urlopen('http://127.0.0.1:8000{path}', timeout=5))))"
         )
         out = podman("exec", self.container(f"peer-{index}"), "python3", "-c", script).stdout
         return dict(json.loads(out))
@@ -87,7 +91,8 @@ class Lab:
         return podman("exec", self.container(service), "ipfs", *args).stdout
 
 
-def start_lab(folder: Path, peers: int, *, training_interval: float = 5.0) -> Lab:
+def start_lab(folder: Path, peers: int, *, training_interval: float = 5.0, **options: Any) -> Lab:
+    """`options`: more LabConfig fields (docker/lab.py), e.g. model="tflite", tflite_fraction=0.5."""
     lab = Lab(
         project=f"lt-images-lab-{uuid.uuid4().hex[:6]}",
         folder=folder,
@@ -102,6 +107,7 @@ def start_lab(folder: Path, peers: int, *, training_interval: float = 5.0) -> La
         prometheus_port=lab.prometheus_port,
         grafana=False,  # no Grafana image can be had here (no stand-in): its provisioning is checked as files
         training_interval=training_interval,
+        **options,
     )
     module.write(config, folder)
     lab.compose("up", "-d")

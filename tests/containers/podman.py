@@ -84,3 +84,15 @@ def leftovers(prefix: str) -> list[str]:
         out = podman(*args).stdout.split()
         found += [f"{kind}:{name}" for name in out if name.startswith(prefix)]
     return found
+
+
+# the libraries the TFLite interpreters run in: ai-edge-litert's (amd64, arm64), tflite-runtime's (armv7)
+TFLITE_LIBRARIES = ("libpywrap_litert_common.so", "_pywrap_tensorflow_interpreter_wrapper")
+
+
+def tflite_loaded(container: str) -> bool:
+    """Whether a process in the container has a TensorFlow Lite runtime's library mapped: a peer that runs
+    MODEL=tflite for real (the API reports the layout, the same for a numpy peer)."""
+    patterns = " ".join(f"-e {library}" for library in TFLITE_LIBRARIES)
+    found = podman("exec", container, "sh", "-c", f"grep -l {patterns} /proc/[0-9]*/maps", check=False)
+    return bool(found.stdout.strip())

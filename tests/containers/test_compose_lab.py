@@ -2,7 +2,10 @@
 and stand-ins for kubo, Prometheus and node-exporter: the peers find each other through the bootstrap node,
 the tangle grows with rising reference accuracy, Prometheus scrapes every peer and kubo, the visualizer's
 page loads in Chromium without errors, and `down` leaves nothing behind. Grafana has no stand-in: its part
-is checked as files (test_compose_files.py)."""
+is checked as files (test_compose_files.py).
+
+The lab is mixed (`--model tflite --tflite-fraction 0.5`): peer-1 trains on the image's TensorFlow Lite
+runtime, peer-0 and peer-2 the same MLP layout in numpy, in one tangle."""
 
 from __future__ import annotations
 
@@ -20,16 +23,19 @@ from typing import Any
 import pytest
 
 from .lab import Lab, build_standins, start_lab
-from .podman import ROOT, env, leftovers, wait_for
+from .podman import ROOT, env, leftovers, tflite_loaded, wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]  # image builds: minutes
 PEERS = 3
+TFLITE_FRACTION = 0.5  # of 3 peers: peer-1 (the rule of `tangle lab --tflite-fraction`)
 
 
 @pytest.fixture(scope="module")
 def lab(image_archives: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     build_standins()
-    running = start_lab(tmp_path_factory.mktemp("compose-lab"), PEERS)
+    running = start_lab(
+        tmp_path_factory.mktemp("compose-lab"), PEERS, model="tflite", tflite_fraction=TFLITE_FRACTION
+    )
     try:
         yield running
     finally:
@@ -72,10 +78,33 @@ def test_tangle_grows_with_rising_reference_accuracy(lab: Lab) -> None:
     states = wait_for("every peer to hold more than 30 transactions", grown, timeout=600, interval=3)
     for i, state in enumerate(states):
         # the others' transactions reached this peer, and the consensus model got better than the first one
+        assert state["published"] >= 1
         assert state["transactions"] > state["published"] + 1
         assert state["referenceAccuracy"] > first[i]
         assert state["pubsub"]["connected"]
         assert state["rejected"] == {}
+
+
+def test_tflite_and_numpy_peers_share_the_tangle(lab: Lab) -> None:
+    """peer-1 runs on the image's TensorFlow Lite runtime (its library is mapped in the peer process), the
+    others on numpy; all three train the same layout from the same genesis, and each builds on the others'
+    transactions: a numpy peer's transaction approves a tflite one and the other way round."""
+    assert {i for i in range(lab.peers) if tflite_loaded(lab.container(f"peer-{i}"))} == {1}
+    states = [lab.peer_state(i) for i in range(lab.peers)]
+    assert len({state["model"] for state in states}) == 1
+    assert len({state["genesis"] for state in states}) == 1
+    tflite_author = states[1]["peer"]
+    numpy_authors = {states[0]["peer"], states[2]["peer"]}
+
+    def approvals() -> tuple[int, int] | None:
+        nodes = lab.peer_api(0, "/api/transactions")["nodes"]
+        author = {node["name"]: node["peer"] for node in nodes}
+        edges = [(node["peer"], author.get(parent)) for node in nodes for parent in node["parents"]]
+        numpy_on_tflite = sum(a in numpy_authors and b == tflite_author for a, b in edges)
+        tflite_on_numpy = sum(a == tflite_author and b in numpy_authors for a, b in edges)
+        return (numpy_on_tflite, tflite_on_numpy) if numpy_on_tflite and tflite_on_numpy else None
+
+    wait_for("numpy and tflite transactions approving each other", approvals, timeout=300, interval=3)
 
 
 def test_prometheus_scrapes_every_peer_and_kubo(lab: Lab) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from .podman import (
     VERSION,
     VISUALIZER_IMAGE,
     podman,
+    tflite_loaded,
     unique,
     wait_for,
 )
@@ -87,30 +89,20 @@ def test_version_inside(image_archives: Path) -> None:
     assert out == f"tangle {VERSION}"
 
 
+def run_standalone_peer(name: str, *options: str) -> None:
+    """A peer with memory backends (no IPFS node), a round a second, on a read-only root filesystem."""
+    env = ("STORAGE=memory", "MESSAGE_BROKER=memory", "PEER_INDEX=0", "PEERS=3", "TRAINING_INTERVAL=1")
+    podman(
+        "run", "-d", "--name", name, "--read-only", *options,
+        *(arg for pair in env for arg in ("-e", pair)), PEER_IMAGE,
+    )  # fmt: skip
+
+
 def test_peer_runs_non_root_read_only_and_turns_healthy(image_archives: Path) -> None:
     """A standalone peer (memory backends: no IPFS node) on a read-only root filesystem, with no writable
     mount but the /tmp tmpfs podman gives --read-only containers."""
     name = unique("peer")
-    podman(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--read-only",
-        "-p",
-        "127.0.0.1::8000",
-        "-e",
-        "STORAGE=memory",
-        "-e",
-        "MESSAGE_BROKER=memory",
-        "-e",
-        "PEER_INDEX=0",
-        "-e",
-        "PEERS=3",
-        "-e",
-        "TRAINING_INTERVAL=1",
-        PEER_IMAGE,
-    )
+    run_standalone_peer(name, "-p", "127.0.0.1::8000")
     try:
         state = json.loads(podman("inspect", name).stdout)[0]
         assert state["HostConfig"]["ReadonlyRootfs"] is True
@@ -147,5 +139,69 @@ def test_visualizer_runs_non_root_read_only_and_turns_healthy(image_archives: Pa
             lambda: podman("healthcheck", "run", name, check=False).returncode == 0,
             timeout=120,
         )
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
+
+
+# The README's images table: the amd64 peer image, TFLite runtime included, within 250 MB (podman's size).
+PEER_IMAGE_TARGET_BYTES = 250e6
+# What docker/slim-litert.sh keeps of ai-edge-litert: what a MODEL=tflite peer loads (traced), and the
+# distributions it removes because nothing of them is imported.
+LITERT_KEPT = {
+    "__init__.py",
+    "interpreter.py",
+    "metrics_interface.py",
+    "metrics_portable.py",
+    "_pywrap_litert_interpreter_wrapper.so",
+    "libpywrap_litert_common.so",
+    "__pycache__",
+}
+LITERT_REMOVED_DISTRIBUTIONS = ("google.protobuf", "ml_dtypes", "tqdm", "flatbuffers", "backports.strenum")
+
+
+def test_peer_image_has_the_slimmed_tflite_runtime_and_meets_its_size_target(image_archives: Path) -> None:
+    script = f"""
+import importlib, json, os, ai_edge_litert
+importable = []
+for module in {LITERT_REMOVED_DISTRIBUTIONS!r}:
+    try:
+        importlib.import_module(module)
+        importable.append(module)
+    except ImportError:
+        pass
+print(json.dumps({{"files": os.listdir(os.path.dirname(ai_edge_litert.__file__)), "importable": importable}}))
+"""
+    out = podman("run", "--rm", "--read-only", "--entrypoint", "python3", PEER_IMAGE, "-c", script).stdout
+    found = json.loads(out)
+    assert set(found["files"]) == LITERT_KEPT
+    assert found["importable"] == []
+    size = json.loads(podman("image", "inspect", PEER_IMAGE).stdout)[0]["Size"]
+    assert size <= PEER_IMAGE_TARGET_BYTES, f"peer image {size / 1e6:.1f} MB, target 250 MB"
+
+
+def test_tflite_peer_trains_in_the_image_with_the_packaged_model(image_archives: Path) -> None:
+    """MODEL=tflite in the image as built (slimmed runtime, read-only root filesystem): the peer loads the
+    runtime and the .tflite file packaged for its layout, trains and publishes. A file docker/slim-litert.sh
+    must not have removed fails this test."""
+    name = unique("tflite-peer")
+    run_standalone_peer(name, "-e", "MODEL=tflite")
+    try:
+        script = (
+            "import json, urllib.request as u; "
+            "print(json.dumps(json.load(u.urlopen('http://127.0.0.1:8000/api/peer', timeout=5))))"
+        )
+
+        def published() -> dict[str, Any] | None:
+            state: dict[str, Any] = json.loads(podman("exec", name, "python3", "-c", script).stdout)
+            return state if state["published"] >= 2 and state["trainings"] >= 2 else None
+
+        state = wait_for("the tflite peer to train and publish twice", published, timeout=120)
+        assert state["model"] == "mlp-64-128-10"
+        assert state["lastRound"]["error"] is None
+        assert tflite_loaded(name)
+        # the packaged file (the daemon drops the interpreter between rounds, so the file is mapped only
+        # while a round runs: the start-up log names the file in use)
+        log = podman("logs", name).stdout + podman("logs", name).stderr
+        assert "/peer/models/tflite_models/mlp-64-128-10.tflite')" in log
     finally:
         podman("rm", "-f", "-t", "2", name, check=False)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from containers.podman import containers_conf
+from containers.podman import containers_conf, tflite_loaded
 
 from .pods import pod_document
 from .render import ROOT, Manifest, build, copy_stack, documents, kustomize, one, set_peer_config, set_peers
@@ -161,18 +161,23 @@ def _peer_env_value(objects: list[Manifest], name: str) -> str:
     return data[name]
 
 
-# x64, and the Raspberry Pi overlay in a private swarm (lowpower kubo, the Pi's limits, the swarm key)
-@pytest.mark.parametrize(("overlay_name", "sized"), [("x64", "x64"), ("pi-lab-private", "pi-lab")])
+# x64 with the default numpy MLP, and the Raspberry Pi overlay in a private swarm (lowpower kubo, the Pi's
+# limits, the swarm key) with MODEL=tflite set in the overlay as docs/k3s.md says (the image's TFLite runtime)
+@pytest.mark.parametrize(
+    ("overlay_name", "sized", "model"), [("x64", "x64", "mlp"), ("pi-lab-private", "pi-lab", "tflite")]
+)
 def test_peer_pods_join_through_the_bootstrap_pod_and_converge(
-    lab: Lab, tmp_path: Path, overlay_name: str, sized: str
+    lab: Lab, tmp_path: Path, overlay_name: str, sized: str, model: str
 ) -> None:
     stack = copy_stack(tmp_path / "stack")
     overlay = stack / "overlays" / sized  # where the number of peers and the settings live
     set_peers(overlay, 2)
     # a training every 5 s instead of 60 s: the one value an experiment changes here
-    set_peer_config(overlay, TRAINING_INTERVAL="5")
+    settings = {"TRAINING_INTERVAL": "5"} | ({"MODEL": model} if model != "mlp" else {})
+    set_peer_config(overlay, **settings)
     objects: list[Manifest] = documents(build(kustomize(), stack / "overlays" / overlay_name))
     assert _peer_env_value(objects, "TRAINING_INTERVAL") == "5"
+    assert _peer_env_value(objects, "MODEL") == model
     images = {
         c["image"]
         for o in objects
@@ -262,6 +267,8 @@ def test_peer_pods_join_through_the_bootstrap_pod_and_converge(
     )
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"http://{lab.ip(pods[0])}:5001/api/v0/id", timeout=3)
+    # MODEL=tflite trains on the image's TensorFlow Lite runtime (its library mapped in the peer process)
+    assert [tflite_loaded(f"{pod}-peer") for pod in pods] == [model == "tflite"] * 2
     private = overlay_name.endswith("-private")
     key = _podman("exec", f"{pods[1]}-kubo", "cat", "/data/ipfs/swarm.key", check=False)
     assert (key.returncode == 0) == private
