@@ -34,7 +34,8 @@ class Mapping:
     perms: str
     path: str  # "" for anonymous memory, "[heap]", "[stack]"... for the kernel's names
     rss_kb: int
-    anonymous_kb: int  # pages of a private file mapping that were written to (copy-on-write) count here
+    # pages of a private file mapping that were written to (copy-on-write) count here; None: smaps did not say
+    anonymous_kb: int | None
 
     @property
     def droppable(self) -> bool:
@@ -69,31 +70,47 @@ def release_freed_memory() -> bool:
 
 
 def mappings() -> list[Mapping]:
-    """This process's mappings with their resident and copy-on-write kB ([] where there is no smaps)."""
+    """This process's mappings (/proc/self/maps) with their resident and copy-on-write kB from
+    /proc/self/smaps ([] where there is no maps file).
+
+    A mapping smaps does not list with the same address range gets rss 0 and anonymous None: not droppable.
+    That is what keeps an emulator safe: qemu-user before 8.1 rewrites /proc/self/maps for its guest but shows
+    the host's smaps (other addresses), and unmapping host addresses in the guest corrupted its memory (an
+    armv7 peer died with "stack smashing detected").
+    """
     try:
-        text = SMAPS.read_text()
+        maps = Path("/proc/self/maps").read_text()
     except OSError:
         return []
-    found: list[Mapping] = []
-    head: list[str] | None = None
-    rss = anonymous = 0
-
-    def close() -> None:
-        if head is not None:
-            start, end = (int(part, 16) for part in head[0].split("-"))
-            path = head[5] if len(head) == 6 else ""
-            found.append(Mapping(start, end, head[1], path, rss, anonymous))
-
-    for line in text.splitlines():
-        fields = line.split(maxsplit=5)
+    try:
+        smaps = SMAPS.read_text()
+    except OSError:
+        smaps = ""
+    figures: dict[str, tuple[int, int | None]] = {}
+    span, rss, anonymous = "", 0, 0
+    for line in smaps.splitlines():
+        fields = line.split(maxsplit=1)
         if fields and "-" in fields[0] and not fields[0].endswith(":"):
-            close()
-            head, rss, anonymous = fields, 0, 0
+            if span:
+                figures[span] = (rss, anonymous)
+            span, rss, anonymous = fields[0], 0, 0
         elif fields and fields[0] == "Rss:":
-            rss = int(fields[1])
+            rss = int(fields[1].split()[0])
         elif fields and fields[0] == "Anonymous:":
-            anonymous = int(fields[1])
-    close()
+            anonymous = int(fields[1].split()[0])
+    if span:
+        figures[span] = (rss, anonymous)
+    found: list[Mapping] = []
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5:
+            continue
+        start, end = (int(part, 16) for part in fields[0].split("-"))
+        known = figures.get(fields[0])
+        path = fields[5] if len(fields) == 6 else ""
+        found.append(
+            Mapping(start, end, fields[1], path, known[0] if known else 0, known[1] if known else None)
+        )
     return found
 
 

@@ -72,6 +72,29 @@ def test_pages_written_before_a_mapping_became_read_only_are_kept(tmp_path: Path
             libc.mprotect(address, MB, mmap.PROT_READ | mmap.PROT_WRITE)
 
 
+def test_a_smaps_that_disagrees_with_maps_drops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # qemu-user before 8.1 rewrites /proc/self/maps for its guest but shows the host's smaps: what smaps
+    # calls a clean library may be the guest's heap or stack. Here it lies about an anonymous mapping.
+    import peer.memory
+
+    with mmap.mmap(-1, MB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as anonymous:
+        anonymous[:4] = b"kept"
+        start = ctypes.addressof(ctypes.c_char.from_buffer(anonymous))
+        listed = [m for m in mappings() if m.start <= start < m.end]
+        assert listed
+        assert listed[0].path == ""
+        lying = tmp_path / "smaps"
+        lying.write_text(
+            f"{listed[0].start:x}-{listed[0].end:x} r--p 00000000 08:01 42 /usr/lib/liblie.so\n"
+            "Rss:                1024 kB\nAnonymous:             0 kB\n"
+        )
+        monkeypatch.setattr(peer.memory, "SMAPS", lying)
+        drop_file_pages()
+        assert anonymous[:4] == b"kept"
+
+
 def test_freed_heap_memory_goes_back_to_the_system() -> None:
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
