@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builder stage only: `slim-litert PEER_EXTRAS`. Cuts ai-edge-litert (the amd64 and arm64 peer images' TFLite
+# Builder stage only: `slim-litert PEER_EXTRAS`. Cuts ai-edge-litert (the amd64 peer image's TFLite
 # runtime, about 60 MB unpacked with its dependencies) down to what the peer's CPU interpreter uses, and with
 # `tflite` among PEER_EXTRAS fails the build unless a runtime is installed (a wheel missing for the architecture
 # would otherwise give an image whose MODEL=tflite peers stop at start-up).
@@ -24,12 +24,12 @@ case ",$extras," in
   *,tflite,*)
     if [ ! -d "$pkg" ] && [ ! -d "$site/tflite_runtime" ]; then
       echo "PEER_EXTRAS=tflite: no TensorFlow Lite runtime was installed for $(uname -m)" \
-        "(ai-edge-litert: x86_64, aarch64; tflite-runtime: armv7l)" >&2
+        "(ai-edge-litert: x86_64; tflite-runtime 2.14.0: aarch64, armv7l)" >&2
       exit 1
     fi
     ;;
 esac
-[ -d "$pkg" ] || exit 0 # armv7 (tflite-runtime, 5 MB: nothing to cut) or no runtime asked for
+[ -d "$pkg" ] || exit 0 # arm64, armv7 (tflite-runtime, 5 MB: nothing to cut) or no runtime asked for
 
 keep=$(mktemp -d)
 mkdir "$keep/__pycache__"

@@ -34,9 +34,20 @@ def group() -> Iterator[list[subprocess.Popen[bytes]]]:
             process.wait()
 
 
+def _as_a_terminal_job() -> None:
+    # a job a terminal starts gets SIGINT's default action; a test run started in the background by a shell
+    # without job control (`make test &`, CI wrappers) ignores SIGINT, and the child would inherit that
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(group: list[subprocess.Popen[bytes]], args: list[str], log: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        args,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+        preexec_fn=_as_a_terminal_job,
     )
     group.append(process)
     return process
