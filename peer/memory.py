@@ -114,12 +114,6 @@ def mappings() -> list[Mapping]:
     return found
 
 
-def read_only_mappings(path: Path) -> list[tuple[int, int]]:
-    """(start, end) of this process's mappings of `path` whose pages are the file's (Mapping.droppable)."""
-    target = os.path.realpath(path)
-    return [(m.start, m.end) for m in mappings() if m.path == target and m.droppable]
-
-
 def drop_file_pages(path: Path | None = None) -> int:
     """Unmap the resident pages of this process's droppable mappings of `path`, or of every file (shared
     libraries among them) when `path` is None; returns the bytes advised.

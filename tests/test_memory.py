@@ -10,9 +10,16 @@ from typing import Any
 
 import pytest
 
-from peer.memory import drop_file_pages, mappings, read_only_mappings, release_freed_memory, resident_kb
+from peer.memory import drop_file_pages, mappings, release_freed_memory, resident_kb
 
 MB = 1024 * 1024
+
+
+def droppable(path: Path) -> list[tuple[int, int]]:
+    target = str(path.resolve())
+    return [(m.start, m.end) for m in mappings() if m.path == target and m.droppable]
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,7 +30,7 @@ def test_dropped_pages_of_a_read_only_mapping_leave_the_process_and_read_back(tm
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         assert bytes(mapped) == content  # every page touched
         assert resident_kb(path) > 15 * 1024
-        assert len(read_only_mappings(path)) == 1
+        assert len(droppable(path)) == 1
         assert drop_file_pages(path) >= len(content)
         assert resident_kb(path) < 1024
         assert bytes(mapped) == content  # read back from the file
@@ -34,7 +41,7 @@ def test_writable_mappings_are_left_alone(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * MB)
     with path.open("r+b") as file, mmap.mmap(file.fileno(), 0) as mapped:
         mapped[:5] = b"dirty"
-        assert read_only_mappings(path) == []
+        assert droppable(path) == []
         assert drop_file_pages(path) == 0
         assert mapped[:5] == b"dirty"
 
@@ -65,7 +72,7 @@ def test_pages_written_before_a_mapping_became_read_only_are_kept(tmp_path: Path
             (mapping,) = (m for m in mappings() if m.path == str(path.resolve()))
             assert mapping.perms.startswith("r--")
             assert mapping.anonymous_kb > 0
-            assert read_only_mappings(path) == []
+            assert droppable(path) == []
             drop_file_pages()
             assert mapped[:9] == b"relocated"
         finally:
