@@ -106,11 +106,9 @@ def mappings() -> list[Mapping]:
         if len(fields) < 5:
             continue
         start, end = (int(part, 16) for part in fields[0].split("-"))
-        known = figures.get(fields[0])
+        rss_kb, anonymous_kb = figures.get(fields[0], (0, None))
         path = fields[5] if len(fields) == 6 else ""
-        found.append(
-            Mapping(start, end, fields[1], path, known[0] if known else 0, known[1] if known else None)
-        )
+        found.append(Mapping(start, end, fields[1], path, rss_kb, anonymous_kb))
     return found
 
 

@@ -118,6 +118,18 @@ class EmulatedHost:
     def exists(self, path: str) -> bool:
         return self.exec(f"test -e {shlex.quote(path)}", check=False).returncode == 0
 
+    def stack(self, workdir: Path) -> list[dict[str, Any]]:
+        """The k3s stack the playbook rendered on this host, built with kustomize and validated strictly."""
+        # the k3s issue's render helpers (tests/ is on sys.path under pytest's default import mode)
+        import kubernetes_validate  # type: ignore[import-untyped]
+        from stack.render import TARGET_KUBERNETES, build, documents, kustomize
+
+        podman("cp", f"{self.container}:/var/lib/learning-tangle/stack", str(workdir / "stack"))
+        objects = documents(build(kustomize(), workdir / "stack" / "lab"))
+        for obj in objects:
+            kubernetes_validate.validate(obj, TARGET_KUBERNETES, strict=True)
+        return objects
+
     def files(
         self, roots: Sequence[str] = ("/etc", "/usr/local", "/var/lib", "/opt", "/root", "/home")
     ) -> set[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .hosts import REPO, EmulatedHost, EmulatedLab, podman
+from .hosts import REPO, EmulatedHost, EmulatedLab
 from .lab import LabRunner, PlaybookRun
 
 # one check run, two converges and a reset over SSH: minutes, more on a busy machine
@@ -161,15 +161,9 @@ def test_images_imported_for_the_right_arch(converged: Converged) -> None:
 
 
 def test_stack_rendered_with_the_inventory_values_and_valid(converged: Converged, tmp_path: Path) -> None:
-    # the k3s issue's render helpers (tests/ is on sys.path under pytest's default import mode)
-    import kubernetes_validate  # type: ignore[import-untyped]
-    from stack.render import TARGET_KUBERNETES, build, documents, kustomize, one
+    from stack.render import one
 
-    stack = tmp_path / "stack"
-    podman("cp", f"{converged.host.container}:/var/lib/learning-tangle/stack", str(stack))
-    objects = documents(build(kustomize(), stack / "lab"))
-    for obj in objects:
-        kubernetes_validate.validate(obj, TARGET_KUBERNETES, strict=True)
+    objects = converged.host.stack(tmp_path)
     peers = one(objects, "StatefulSet", "peer")
     assert peers["spec"]["replicas"] == 3
     peer = next(c for c in peers["spec"]["template"]["spec"]["containers"] if c["name"] == "peer")

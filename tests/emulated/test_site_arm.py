@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .hosts import PI_CMDLINE, EmulatedHost, EmulatedLab, HostSpec, podman
+from .hosts import PI_CMDLINE, EmulatedHost, EmulatedLab, HostSpec
 from .lab import LabRunner, PlaybookRun
 from .test_hosts import ansible_setup
 
@@ -101,14 +101,9 @@ def test_sysctls_for_many_connections(mixed: MixedLab) -> None:
 
 
 def test_stack_rendered_on_the_first_server_is_valid(mixed: MixedLab, tmp_path: Path) -> None:
-    import kubernetes_validate  # type: ignore[import-untyped]
-    from stack.render import TARGET_KUBERNETES, build, documents, kustomize, one
+    from stack.render import one
 
-    stack = tmp_path / "stack"
-    podman("cp", f"{mixed.lab['server1'].container}:/var/lib/learning-tangle/stack", str(stack))
-    objects = documents(build(kustomize(), stack / "lab"))
-    for obj in objects:
-        kubernetes_validate.validate(obj, TARGET_KUBERNETES, strict=True)
+    objects = mixed.lab["server1"].stack(tmp_path)
     assert one(objects, "StatefulSet", "peer")["spec"]["replicas"] == 3
     assert not mixed.lab["server2"].exists("/var/lib/learning-tangle/stack")
 
